@@ -1,0 +1,43 @@
+"""Convolution backends: the only place where convolution loops live.
+
+Every backend is a module with a ``NAME`` and these four functions, all taking
+arrays that the functional front-end has already validated (C-contiguous, one
+floating dtype, consistent shapes) and tuples ``stride``, ``padding``,
+``dilation`` of two ints:
+
+``conv2d_forward(x, w, b, stride, padding, dilation, groups) -> y``
+    x (N, C_in, H, W); w (Nw, C_out, C_in/groups, kh, kw) with Nw = N (one kernel
+    per sample: dynamic convolution) or Nw = 1 (one kernel for the batch: static
+    convolution); b (Nw, C_out) or None. Returns y (N, C_out, H_out, W_out).
+
+``conv2d_backward(dy, x, w, stride, padding, dilation, groups, has_bias) -> (dx, dw, db)``
+    dx like x; dw like w (summed over the batch when Nw = 1); db (Nw, C_out) or None.
+
+``aggregate_forward(pi, weight, bias) -> (w_n, b_n)`` and
+``aggregate_backward(dw_n, db_n, pi, weight, bias) -> (dpi, dweight, dbias)``
+    kernel aggregation W_n = sum_k pi[n, k] weight[k] (and the same for biases).
+
+Outputs have the inputs' dtype. The ``numpy`` backend (``reference.py``) is the
+judge; ``numba`` (``cpu.py``) and ``cuda`` (``cuda.py``) must agree with it.
+"""
+import importlib
+
+DEFAULT_BACKEND = "numba"
+
+_MODULES = {"numpy": "reference", "numba": "cpu", "cuda": "cuda"}
+
+
+def available_backends():
+    """Names accepted by ``get_backend``."""
+    return tuple(_MODULES)
+
+
+def get_backend(name):
+    """The backend module called ``name`` ("numpy", "numba" or "cuda"), imported on first use."""
+    if not isinstance(name, str) or name not in _MODULES:
+        raise ValueError(f"backend must be one of {sorted(_MODULES)}; received {name!r}")
+    module = importlib.import_module(f"{__name__}.{_MODULES[name]}")
+    check = getattr(module, "ensure_available", None)
+    if check is not None:
+        check()
+    return module

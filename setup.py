@@ -1,0 +1,26 @@
+"""Packaging for dynconv_np: dynamic convolution in plain NumPy and Numba."""
+from setuptools import find_packages, setup
+
+EXTRAS = {
+    "test": ["pytest>=7", "hypothesis>=6.80", "scipy>=1.10"],
+    "cuda": ["numba-cuda>=0.20"],
+    "bench": ["torch"],
+    "tutorials": ["matplotlib>=3.7", "jupytext>=1.16", "nbclient>=0.10", "nbformat>=5.9",
+                  "ipykernel>=6"],
+}
+
+setup(
+    name="dynconv_np",
+    version="0.1.0",
+    description="Reference implementation of Dynamic Convolution (Chen et al., CVPR 2020) "
+                "in NumPy and Numba, with explicit forward and backward passes.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=find_packages(include=["dynconv_np", "dynconv_np.*"]),
+    package_data={"dynconv_np": ["data/*.gz", "data/*.txt"]},
+    install_requires=["numpy>=1.23", "numba>=0.58"],
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["dynconv_np=dynconv_np.cli:main"]},
+    license="MIT",
+)
