@@ -16,6 +16,14 @@ floating dtype, consistent shapes) and tuples ``stride``, ``padding``,
 ``aggregate_forward(pi, weight, bias) -> (w_n, b_n)`` and
 ``aggregate_backward(dw_n, db_n, pi, weight, bias) -> (dpi, dweight, dbias)``
     kernel aggregation W_n = sum_k pi[n, k] weight[k] (and the same for biases).
+    ``pi`` and ``dpi`` are host NumPy arrays (the attention branch is tiny and
+    runs on the host); the other arrays live where the backend keeps them.
+
+``spatial_mean(x) -> pooled`` and ``add_spatial_mean_grad(dx, dpooled)``
+    the attention branch's global average pool: pooled (N, C) = mean of x over
+    (H, W), returned as a host NumPy array; and its backward, added in place
+    into a gradient ``dx`` that the backend itself allocated:
+    dx[n, c, :, :] += dpooled[n, c] / (H * W).
 
 Outputs have the inputs' dtype. The ``numpy`` backend (``reference.py``) is the
 judge; ``numba`` (``cpu.py``) and ``cuda`` (``cuda.py``) must agree with it.

@@ -113,3 +113,13 @@ def aggregate_backward(dw_n, db_n, pi, weight, bias):
         dpi += db_n @ bias.T
         dbias = pi.T @ db_n
     return dpi, dweight, dbias
+
+
+def spatial_mean(x):
+    """pooled[n, c] = mean_{h,w} x[n, c, h, w]: (N, C, H, W) -> (N, C)."""
+    return x.mean(axis=(2, 3))
+
+
+def add_spatial_mean_grad(dx, dpooled):
+    """In place: dx[n, c, h, w] += dpooled[n, c] / (H W), the adjoint of ``spatial_mean``."""
+    dx += (dpooled / (dx.shape[2] * dx.shape[3]))[:, :, None, None].astype(dx.dtype, copy=False)
