@@ -1,0 +1,51 @@
+"""Dynamic convolution (paper section 3.2), composed from the stages of this package.
+
+    pooled = mean_{h,w} x                                    global_avg_pool_forward
+    pi     = softmax((relu(pooled W1^T + b1) W2^T + b2) / tau)   attention_forward
+    W_n    = sum_k pi[n, k] W_k,   b_n = sum_k pi[n, k] b_k  aggregate_kernels_forward
+    y[n]   = conv2d(x[n], W_n) + b_n                         per_sample_conv2d_forward
+
+The backward pass walks the same path in reverse. x reaches the loss along two paths (through the
+convolution and through the attention branch), so its gradient is the sum of both:
+
+    dx = dx_conv + dx_pool,   dx_pool[n, c] = dpooled[n, c] / (H W)
+
+No stage's math is repeated here: this module only wires stages together.
+"""
+from .aggregation import aggregate_kernels_backward, aggregate_kernels_forward
+from .attention import ATTENTION_PARAMS, attention_backward, attention_forward
+from .conv import per_sample_conv2d_backward, per_sample_conv2d_forward
+from .pooling import global_avg_pool_backward, global_avg_pool_forward
+from .._validation import check_float_array
+from ..backends import DEFAULT_BACKEND
+
+
+def dynamic_conv2d_forward(x, params, tau, stride=1, padding=0, dilation=1, groups=1,
+                           backend=DEFAULT_BACKEND):
+    """y = dynamic convolution of x -> (y, cache); ``cache["pi"]`` is the attention (N, K).
+
+    params: dict with "weight" (K, C_out, C_in/groups, kh, kw), optional "bias" (K, C_out),
+    "fc1_weight" (hidden, C_in), "fc1_bias" (hidden,), "fc2_weight" (K, hidden), "fc2_bias" (K,).
+    """
+    check_float_array(x, "x", ndim=4)
+    pooled, pool_cache = global_avg_pool_forward(x, backend)
+    pi, attention_cache = attention_forward(pooled, *(params[name] for name in ATTENTION_PARAMS),
+                                            tau)
+    (w_n, b_n), aggregate_cache = aggregate_kernels_forward(pi, params["weight"],
+                                                            params.get("bias"), backend)
+    y, conv_cache = per_sample_conv2d_forward(x, w_n, b_n, stride, padding, dilation, groups,
+                                              backend)
+    return y, {"pi": pi, "stages": (pool_cache, attention_cache, aggregate_cache, conv_cache)}
+
+
+def dynamic_conv2d_backward(dy, cache):
+    """(dx, grads) where grads has a key per parameter in the forward's ``params``."""
+    pool_cache, attention_cache, aggregate_cache, conv_cache = cache["stages"]
+    dx, dw_n, db_n = per_sample_conv2d_backward(dy, conv_cache)
+    dpi, dweight, dbias = aggregate_kernels_backward(dw_n, db_n, aggregate_cache)
+    dpooled, grads = attention_backward(dpi, attention_cache)
+    dx = global_avg_pool_backward(dpooled, pool_cache, dx=dx)
+    grads["weight"] = dweight
+    if dbias is not None:
+        grads["bias"] = dbias
+    return dx, grads

@@ -1,0 +1,164 @@
+"""Dynamic layers: DynamicConv2d (paper section 3.2) and DynamicLinear (section 3.1).
+
+Both keep K kernels (and biases) and an attention branch
+    pi = softmax(FC2(relu(FC1(pool(x)))) / tau)
+and apply the per-sample kernel W(x) = sum_k pi_k(x) W_k. The math lives in
+``dynconv_np.functional``; these classes hold the parameters, the temperature and the cache.
+
+Hidden width of the attention branch: ``max(C_in // reduction, min_hidden)``. The paper reduces
+channels by 4; ``min_hidden=4`` keeps the branch from collapsing to zero or one unit on
+narrow inputs (C_in = 3 for an RGB input layer would otherwise give 0).
+"""
+import numpy as np
+
+from .init import make_rng, uniform_fan_in
+from .module import Module
+from .._validation import (FLOAT_DTYPES, as_pair, check_float_array, check_positive_int,
+                           check_temperature)
+from ..backends import DEFAULT_BACKEND, get_backend
+from ..functional.conv import check_conv_channels, conv_geometry
+from ..functional.dynamic_conv import dynamic_conv2d_backward, dynamic_conv2d_forward
+from ..functional.dynamic_linear import dynamic_linear_backward, dynamic_linear_forward
+
+
+def attention_hidden(in_channels, reduction, min_hidden):
+    """Hidden width of the attention branch: max(in_channels // reduction, min_hidden)."""
+    return max(in_channels // reduction, min_hidden)
+
+
+class _DynamicBase(Module):
+    """Shared state of dynamic layers: K kernels, attention FCs, temperature, last attention."""
+
+    def __init__(self, in_features, out_features, kernel_shape, fan_in, bias, num_kernels,
+                 reduction, min_hidden, temperature, dtype, rng):
+        super().__init__()
+        dtype = np.dtype(dtype)
+        if dtype not in FLOAT_DTYPES:
+            raise TypeError(f"dtype must be float32 or float64; received {dtype}")
+        self.num_kernels = check_positive_int(num_kernels, "num_kernels")
+        reduction = check_positive_int(reduction, "reduction")
+        self.hidden = attention_hidden(in_features, reduction,
+                                       check_positive_int(min_hidden, "min_hidden"))
+        self.temperature = temperature
+        self.dtype = dtype
+        rng = make_rng(rng)
+        k = self.num_kernels
+        self.add_param("weight", uniform_fan_in(rng, (k, out_features) + kernel_shape, fan_in, dtype))
+        if bias:
+            self.add_param("bias", uniform_fan_in(rng, (k, out_features), fan_in, dtype))
+        self.add_param("fc1_weight", uniform_fan_in(rng, (self.hidden, in_features), in_features, dtype))
+        self.add_param("fc1_bias", uniform_fan_in(rng, (self.hidden,), in_features, dtype))
+        self.add_param("fc2_weight", uniform_fan_in(rng, (k, self.hidden), self.hidden, dtype))
+        self.add_param("fc2_bias", uniform_fan_in(rng, (k,), self.hidden, dtype))
+        self.attention = None
+        self._cache = None
+
+    @property
+    def temperature(self):
+        """Softmax temperature tau (> 0); settable between steps (the paper anneals 30 -> 1)."""
+        return self._temperature
+
+    @temperature.setter
+    def temperature(self, value):
+        self._temperature = check_temperature(value)
+
+    def _check_input(self, x, ndim, features):
+        check_float_array(x, "x", ndim=ndim)
+        if x.shape[1] != features:
+            raise ValueError(f"x must have {features} channels/features on axis 1 (layer built "
+                             f"for in={features}); received shape {tuple(x.shape)}")
+        if np.dtype(x.dtype) != self.dtype:
+            raise TypeError(f"x has dtype {np.dtype(x.dtype)} but the layer's parameters are "
+                            f"{self.dtype}; build the layer with dtype={np.dtype(x.dtype).name} "
+                            "or cast x")
+
+    def _store(self, y, cache):
+        self._cache = cache
+        self.attention = cache["pi"]
+        return y
+
+    def _backward_with(self, backward_fn, dy):
+        cache = self._require_cache(self._cache)
+        self._check_dy(dy, self._y_shape)
+        dx, grads = backward_fn(dy, cache)
+        for name, grad in grads.items():
+            self.accumulate_grad(name, grad)
+        return dx
+
+
+class DynamicConv2d(_DynamicBase):
+    """Dynamic convolution: y[n] = conv2d(x[n], sum_k pi_k(x[n]) W_k) + sum_k pi_k(x[n]) b_k.
+
+    Parameters (PyTorch ``nn.Conv2d`` names): in_channels, out_channels, kernel_size (int or
+    pair), stride, padding, dilation (int or pair), groups, bias; num_kernels K (paper: 4);
+    reduction of the attention's first FC (paper: 4); temperature tau (paper: 30 annealed to 1);
+    backend "numba" (default), "numpy" (reference) or "cuda"; dtype float32/float64; rng (seed or
+    Generator).
+
+    ``params``: "weight" (K, C_out, C_in/groups, kh, kw), "bias" (K, C_out) unless bias=False,
+    "fc1_weight" (hidden, C_in), "fc1_bias" (hidden,), "fc2_weight" (K, hidden), "fc2_bias" (K,).
+    ``attention`` is pi (N, K) of the last forward.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 groups=1, bias=True, num_kernels=4, reduction=4, temperature=30.0,
+                 backend=DEFAULT_BACKEND, dtype=np.float32, rng=None, min_hidden=4):
+        in_channels = check_positive_int(in_channels, "in_channels")
+        out_channels = check_positive_int(out_channels, "out_channels")
+        kernel_size = as_pair(kernel_size, "kernel_size", 1)
+        self.stride, self.padding, self.dilation, self.groups = conv_geometry(
+            stride, padding, dilation, groups)
+        check_conv_channels(in_channels, out_channels, self.groups)
+        get_backend(backend)
+        self.backend = backend
+        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
+        c_group = in_channels // self.groups
+        super().__init__(in_channels, out_channels, (c_group,) + kernel_size,
+                         c_group * kernel_size[0] * kernel_size[1], bias, num_kernels, reduction,
+                         min_hidden, temperature, dtype, rng)
+
+    def forward(self, x):
+        self._check_input(x, 4, self.in_channels)
+        y, cache = dynamic_conv2d_forward(x, self.params, self.temperature, self.stride,
+                                          self.padding, self.dilation, self.groups, self.backend)
+        self._y_shape = tuple(y.shape)
+        return self._store(y, cache)
+
+    def backward(self, dy):
+        return self._backward_with(dynamic_conv2d_backward, dy)
+
+    def __repr__(self):
+        return (f"DynamicConv2d({self.in_channels}, {self.out_channels}, kernel_size="
+                f"{self.kernel_size}, stride={self.stride}, padding={self.padding}, dilation="
+                f"{self.dilation}, groups={self.groups}, bias={'bias' in self.params}, "
+                f"num_kernels={self.num_kernels}, temperature={self.temperature}, "
+                f"backend={self.backend!r})")
+
+
+class DynamicLinear(_DynamicBase):
+    """Dynamic perceptron: y = (sum_k pi_k(x) W_k) x + sum_k pi_k(x) b_k (paper section 3.1).
+
+    The attention is computed from x itself (no pooling). ``params``: "weight" (K, out, in),
+    "bias" (K, out) unless bias=False, and the attention FCs as in ``DynamicConv2d``.
+    """
+
+    def __init__(self, in_features, out_features, bias=True, num_kernels=4, reduction=4,
+                 temperature=30.0, dtype=np.float32, rng=None, min_hidden=4):
+        self.in_features = check_positive_int(in_features, "in_features")
+        self.out_features = check_positive_int(out_features, "out_features")
+        super().__init__(in_features, out_features, (in_features,), in_features, bias,
+                         num_kernels, reduction, min_hidden, temperature, dtype, rng)
+
+    def forward(self, x):
+        self._check_input(x, 2, self.in_features)
+        y, cache = dynamic_linear_forward(x, self.params, self.temperature)
+        self._y_shape = tuple(y.shape)
+        return self._store(y, cache)
+
+    def backward(self, dy):
+        return self._backward_with(dynamic_linear_backward, dy)
+
+    def __repr__(self):
+        return (f"DynamicLinear({self.in_features}, {self.out_features}, bias="
+                f"{'bias' in self.params}, num_kernels={self.num_kernels}, "
+                f"temperature={self.temperature})")
