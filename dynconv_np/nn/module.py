@@ -3,7 +3,8 @@
 A layer owns two dicts with the same keys: ``params`` (arrays it learns) and
 ``grads`` (their gradients). ``backward`` *accumulates* into ``grads`` (``+=``),
 as micrograd does, so a parameter used twice gets the sum of both gradients;
-``zero_grad`` resets them. Containers list their sub-layers in ``children()``;
+``zero_grad`` resets them. ``buffers`` holds state that is saved but not learned (BatchNorm's
+running statistics). Containers list their sub-layers in ``children()``;
 ``named_parameters()`` walks the whole tree.
 """
 import numpy as np
@@ -15,6 +16,7 @@ class Module:
     def __init__(self):
         self.params = {}
         self.grads = {}
+        self.buffers = {}
         self.training = True
 
     # -- the two passes -------------------------------------------------
@@ -53,6 +55,13 @@ class Module:
             yield prefix + name, value, self.grads[name]
         for index, child in enumerate(self.children()):
             yield from child.named_parameters(f"{prefix}{index}.")
+
+    def named_buffers(self, prefix=""):
+        """Yield (qualified_name, buffer) for this layer and every layer below it."""
+        for name, value in self.buffers.items():
+            yield prefix + name, value
+        for index, child in enumerate(self.children()):
+            yield from child.named_buffers(f"{prefix}{index}.")
 
     def zero_grad(self):
         """Set every gradient below this layer to zero, in place."""
