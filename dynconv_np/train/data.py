@@ -1,0 +1,267 @@
+"""Image classification datasets as NCHW float arrays: the embedded digits, MNIST-style IDX
+files and CIFAR-10 python batches.
+
+Every loader returns a ``Dataset`` with ``x_train``/``x_test`` (N, C, H, W) in the requested
+float dtype and ``y_train``/``y_test`` (N,) int64 class indices. Pixels are standardised with
+statistics of the *training* images only (one mean and standard deviation per channel):
+
+    x = (pixels / max_value - mean_c) / std_c
+
+* ``load_digits()`` - the UCI optical-digits set shipped in the package (1797 images, 8 x 8,
+  10 classes, CC BY 4.0; see ``dynconv_np/data/DIGITS_LICENSE.txt``), split into train and test
+  once, with a fixed seed and stratified by class.
+* ``load_mnist(data_dir)`` / ``load_mnist(data_dir, fashion=True)`` - the four IDX files of
+  MNIST or Fashion-MNIST (the two use the same file names), gzipped or not.
+* ``load_cifar10(data_dir)`` - ``data_batch_1`` ... ``data_batch_5`` and ``test_batch`` from the
+  "CIFAR-10 python version" (``data_dir`` or ``data_dir/cifar-10-batches-py``).
+
+A missing file raises ``FileNotFoundError`` and a malformed one ``DataFileError`` (a
+``ValueError``); both messages name the file and say what was expected.
+"""
+import gzip
+import os
+import pickle
+from dataclasses import dataclass
+
+import numpy as np
+
+DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data")
+DIGITS_FILE = os.path.join(DATA_DIR, "digits.csv.gz")
+DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10")
+
+
+class DataFileError(ValueError):
+    """A dataset file exists but its content is not what its format requires."""
+
+
+@dataclass
+class Dataset:
+    """Train and test images (N, C, H, W) and int64 labels (N,), with the class names."""
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    classes: tuple
+
+    @property
+    def num_classes(self):
+        return len(self.classes)
+
+    @property
+    def image_shape(self):
+        """(C, H, W) of one image."""
+        return tuple(self.x_train.shape[1:])
+
+
+def load_dataset(name, data_dir=None, dtype=np.float32):
+    """Dispatch on ``name`` ("digits", "mnist", "fashion-mnist", "cifar10").
+
+    ``data_dir`` is required for every dataset except the embedded digits.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"dataset must be one of {list(DATASETS)}; received {name!r}")
+    if name == "digits":
+        return load_digits(dtype=dtype)
+    if data_dir is None:
+        raise ValueError(f"dataset {name!r} is read from files you download; pass data_dir "
+                         "(the directory that holds them)")
+    if name == "cifar10":
+        return load_cifar10(data_dir, dtype=dtype)
+    return load_mnist(data_dir, fashion=(name == "fashion-mnist"), dtype=dtype)
+
+
+# -- the embedded digits ---------------------------------------------------------------------
+
+def load_digits(test_fraction=0.25, seed=0, dtype=np.float32, path=DIGITS_FILE):
+    """The 1797 UCI 8 x 8 digits, split into a fixed, class-stratified train/test split.
+
+    For each class separately, a permutation drawn from ``np.random.default_rng(seed)`` puts
+    round(test_fraction * n_class) images in the test set and the rest in the training set; the
+    default split (seed 0, 25 %) has 1347 training and 450 test images. Pixels (0..16) are
+    divided by 16, then standardised with the training set's mean and standard deviation.
+    """
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must be in (0, 1); received {test_fraction!r}")
+    table = _read_digits_csv(path)
+    pixels, labels = table[:, :64], table[:, 64]
+    rng = np.random.default_rng(seed)
+    train_idx, test_idx = [], []
+    for label in range(10):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        n_test = int(round(test_fraction * members.size))
+        test_idx.append(members[:n_test])
+        train_idx.append(members[n_test:])
+    train_idx, test_idx = np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(test_idx))
+    images = pixels.reshape(-1, 1, 8, 8)
+    x_train, x_test = _standardise(images[train_idx], images[test_idx], 16.0, dtype)
+    return Dataset("digits", x_train, labels[train_idx], x_test, labels[test_idx],
+                   tuple(str(d) for d in range(10)))
+
+
+def _read_digits_csv(path):
+    """(1797, 65) int64: 64 pixels in 0..16 then the label in 0..9, one image per line."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"embedded digits file {path} is missing; expected a gzipped CSV "
+                                "of 65 integers per line (reinstall dynconv_np)")
+    try:
+        with gzip.open(path, "rt", encoding="ascii") as handle:
+            table = np.loadtxt(handle, delimiter=",", dtype=np.int64, ndmin=2)
+    except (OSError, EOFError, ValueError, UnicodeDecodeError) as error:
+        raise DataFileError(f"{path}: expected a gzipped CSV of 65 integers per line "
+                            f"(64 pixels, then the label); could not parse it: {error}") from error
+    if table.shape[1] != 65 or table.min() < 0 or table[:, :64].max() > 16 or \
+            table[:, 64].max() > 9:
+        raise DataFileError(f"{path}: expected 65 columns (64 pixels in 0..16, label in 0..9); "
+                            f"received shape {table.shape}, values {table.min()}..{table.max()}")
+    return table
+
+
+# -- MNIST and Fashion-MNIST (IDX files) ------------------------------------------------------
+
+MNIST_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+MNIST_CLASSES = tuple(str(d) for d in range(10))
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                   "Sneaker", "Bag", "Ankle boot")
+
+
+def load_mnist(data_dir, fashion=False, dtype=np.float32):
+    """MNIST (or Fashion-MNIST with ``fashion=True``) from the four IDX files in ``data_dir``.
+
+    Each file may be plain or gzipped (``name`` or ``name.gz``): train-images-idx3-ubyte,
+    train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte.
+    """
+    arrays = {key: read_idx(_find_file(data_dir, name, (name, name + ".gz")))
+              for key, name in MNIST_FILES.items()}
+    for split in ("train", "test"):
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        image_file = MNIST_FILES[f"{split}_images"]
+        if images.ndim != 3:
+            raise DataFileError(f"{image_file} in {data_dir}: expected 3-D images (N, rows, cols); "
+                                f"received {images.ndim}-D shape {images.shape}")
+        if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
+            raise DataFileError(f"{MNIST_FILES[f'{split}_labels']} in {data_dir}: expected one "
+                                f"label per image ({images.shape[0]},); received {labels.shape}")
+        if labels.size and labels.max() > 9:
+            raise DataFileError(f"{MNIST_FILES[f'{split}_labels']} in {data_dir}: expected "
+                                f"labels 0..9; received a {int(labels.max())}")
+    x_train, x_test = _standardise(arrays["train_images"][:, None], arrays["test_images"][:, None],
+                                   255.0, dtype)
+    return Dataset("fashion-mnist" if fashion else "mnist", x_train,
+                   arrays["train_labels"].astype(np.int64), x_test,
+                   arrays["test_labels"].astype(np.int64),
+                   FASHION_CLASSES if fashion else MNIST_CLASSES)
+
+
+def read_idx(path):
+    """An unsigned-byte IDX array (the MNIST file format), gzipped if ``path`` ends in .gz.
+
+    Layout: two zero bytes, the type code 0x08 (unsigned byte), the number of dimensions d,
+    then d big-endian uint32 sizes, then prod(sizes) bytes.
+    """
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as handle:
+            raw = handle.read()
+    except (OSError, EOFError) as error:
+        raise DataFileError(f"{path}: could not read it as {'gzip' if opener is gzip.open else 'a file'}:"
+                            f" {error}") from error
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise DataFileError(f"{path}: expected an IDX file of unsigned bytes (magic bytes "
+                            f"00 00 08 <ndim>); received {raw[:4].hex(' ') or 'an empty file'}")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if ndim == 0 or len(raw) < header:
+        raise DataFileError(f"{path}: IDX header declares {ndim} dimensions; expected 1 to 3 "
+                            f"with {header} header bytes; the file has {len(raw)} bytes")
+    shape = tuple(int(s) for s in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    expected = header + int(np.prod(shape))
+    if len(raw) != expected:
+        raise DataFileError(f"{path}: IDX header declares shape {shape}, i.e. {expected} bytes; "
+                            f"the file has {len(raw)} bytes (truncated or corrupt?)")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+# -- CIFAR-10 (python batches) ----------------------------------------------------------------
+
+CIFAR_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+CIFAR_TEST_BATCH = "test_batch"
+CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+                 "truck")
+
+
+def load_cifar10(data_dir, dtype=np.float32):
+    """CIFAR-10 from the python batches in ``data_dir`` (or ``data_dir/cifar-10-batches-py``)."""
+    nested = os.path.join(data_dir, "cifar-10-batches-py")
+    root = nested if os.path.isdir(nested) else data_dir
+    train = [_read_cifar_batch(_find_file(root, name, (name,))) for name in CIFAR_TRAIN_BATCHES]
+    x_test, y_test = _read_cifar_batch(_find_file(root, CIFAR_TEST_BATCH, (CIFAR_TEST_BATCH,)))
+    x_train = np.concatenate([x for x, _ in train])
+    y_train = np.concatenate([y for _, y in train])
+    x_train, x_test = _standardise(x_train, x_test, 255.0, dtype)
+    return Dataset("cifar10", x_train, y_train, x_test, y_test, CIFAR_CLASSES)
+
+
+class _ArrayOnlyUnpickler(pickle.Unpickler):
+    """Unpickles dicts, lists, strings, numbers and NumPy arrays only; any other class is refused
+    (a CIFAR batch needs nothing else, and refusing the rest stops code execution from a file)."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype")}
+
+    def find_class(self, module, name):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+def _read_cifar_batch(path):
+    """(images (N, 3, 32, 32) uint8, labels (N,) int64) from one CIFAR-10 python batch."""
+    expected = ("a pickled dict with b'data' (N, 3072) uint8 and b'labels' (N integers in 0..9), "
+                "as in the CIFAR-10 python version")
+    try:
+        with open(path, "rb") as handle:
+            batch = _ArrayOnlyUnpickler(handle, encoding="bytes").load()
+    except Exception as error:  # pickle raises many kinds; every one means "not a batch"
+        raise DataFileError(f"{path}: expected {expected}; could not unpickle it: "
+                            f"{type(error).__name__}: {error}") from error
+    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+        keys = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
+        raise DataFileError(f"{path}: expected {expected}; received {keys}")
+    data, labels = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"])
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 or \
+            labels.shape != (data.shape[0],) or (labels.size and not 0 <= labels.min() <= labels.max() <= 9):
+        raise DataFileError(f"{path}: expected {expected}; received data {data.dtype} "
+                            f"{data.shape} and labels {labels.shape}")
+    return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)
+
+
+# -- shared helpers ---------------------------------------------------------------------------
+
+def _find_file(directory, what, names):
+    """The first of ``names`` that exists in ``directory``; FileNotFoundError naming all of them."""
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"data directory {directory!r} does not exist (looking for {what})")
+    for name in names:
+        path = os.path.join(directory, name)
+        if os.path.isfile(path):
+            return path
+    raise FileNotFoundError(f"{what} not found in {directory!r}; expected one of "
+                            f"{', '.join(names)}")
+
+
+def _standardise(train, test, max_value, dtype):
+    """Scale to [0, 1] by ``max_value``, then standardise per channel with training statistics."""
+    dtype = np.dtype(dtype)
+    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise TypeError(f"dtype must be float32 or float64; received {dtype}")
+    train = train.astype(np.float64) / max_value
+    test = test.astype(np.float64) / max_value
+    mean = train.mean(axis=(0, 2, 3), keepdims=True)
+    std = np.maximum(train.std(axis=(0, 2, 3), keepdims=True), 1e-12)
+    return ((train - mean) / std).astype(dtype), ((test - mean) / std).astype(dtype)
