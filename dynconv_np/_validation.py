@@ -40,7 +40,7 @@ def check_finite(a, name):
     if bad.any():
         index = tuple(int(i) for i in np.argwhere(bad)[0])
         raise ValueError(f"{name} contains {int(bad.sum())} non-finite value(s); the first is "
-                         f"{a[index]!r} at index {index}")
+                         f"{float(a[index])} at index {index}")
 
 
 def check_same_dtype(**arrays):

@@ -16,7 +16,15 @@ dL/dtheta = backward(G). Three ways to get it numerically:
       (L(theta + eps u) - L(theta - eps u)) / (2 eps)  vs  sum_inputs <dL/dtheta, u>
   two function evaluations however many parameters there are.
 
-Elements pass when |numerical - analytical| <= atol + rtol * |numerical| (``np.allclose``'s rule).
+Elements pass when |numerical - analytical| <= atol + rtol * |numerical| (``np.allclose``'s rule),
+where, for the difference modes, atol is raised to the round-off floor of the quotient itself:
+evaluating L = sum_i y_i G_i in float64 carries an error of about u * sum_i |y_i G_i| (u = 2.2e-16),
+and dividing a difference of two such values by 2 eps amplifies it, so the floor is
+
+    noise = 8 u sum_i |y_i G_i| / eps
+
+(8 covers the rounding inside y as well as in the sum). For a loss of a few thousand output
+elements of size ~5 this is ~1e-6; a gradient error it would hide is smaller than that.
 
 Two kinds of target:
 
@@ -56,6 +64,8 @@ class InputResult:
 class GradcheckReport:
     """Per-input results of one ``gradcheck`` call; ``bool(report)`` is True when all passed."""
     mode: str
+    atol: float
+    rtol: float
     results: list = field(default_factory=list)
 
     @property
@@ -69,7 +79,8 @@ class GradcheckReport:
         return max((r.max_abs_error for r in self.results), default=0.0)
 
     def __str__(self):
-        lines = [f"gradcheck ({self.mode}): {'PASSED' if self.passed else 'FAILED'}",
+        lines = [f"gradcheck ({self.mode}, atol={self.atol:.1e} incl. round-off floor, "
+                 f"rtol={self.rtol:.0e}): {'PASSED' if self.passed else 'FAILED'}",
                  f"  {'input':<14}{'ok':<4}{'max abs err':>12}{'max rel err':>12}  worst element "
                  f"(numerical vs analytical)"]
         for r in self.results:
@@ -102,7 +113,9 @@ def gradcheck(target, inputs, backward=None, *, mode="central", eps=None, atol=1
     problem = _LayerProblem(target, inputs) if backward is None else \
         _FunctionProblem(target, backward, inputs)
     analytical = problem.analytical(rng)
-    report = GradcheckReport(mode)
+    if mode != "complex":
+        atol += 8 * np.finfo(np.float64).eps * problem.loss_scale / eps
+    report = GradcheckReport(mode, atol, rtol)
     if mode == "directional":
         report.results.append(_directional(problem, analytical, eps, atol, rtol, rng))
     else:
@@ -152,6 +165,7 @@ class _FunctionProblem:
     def analytical(self, rng):
         out, cache = self._run()
         self.upstream = rng.standard_normal(np.shape(out))
+        self.loss_scale = float(np.sum(np.abs(out * self.upstream)))
         grads = self.backward(self.upstream, cache)
         if not isinstance(grads, dict):
             grads = dict(zip(self.arrays, grads if isinstance(grads, tuple) else (grads,)))
@@ -186,6 +200,7 @@ class _LayerProblem:
             grad[...] = 0
         out = self.layer.forward(self.x)
         self.upstream = rng.standard_normal(out.shape)
+        self.loss_scale = float(np.sum(np.abs(out * self.upstream)))
         dx = self.layer.backward(self.upstream)
         grads = {"x": dx}
         grads.update({name: grad.copy() for name, _, grad in self.parameters})

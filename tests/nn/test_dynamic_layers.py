@@ -1,0 +1,185 @@
+"""DynamicConv2d and DynamicLinear: the layer contract, gradients, cross-checks, errors."""
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+from scipy.signal import correlate
+
+from dynconv_np import DynamicConv2d, DynamicLinear, gradcheck
+
+from ..strategies import conv_configs, temperatures
+
+CPU_BACKENDS = ["numpy", "numba"]
+
+
+def _layer(c, k, tau, backend, dtype=np.float64, seed=0):
+    return DynamicConv2d(c["in_channels"], c["out_channels"], c["kernel"], stride=c["stride"],
+                         padding=c["padding"], dilation=c["dilation"], groups=c["groups"],
+                         bias=c["bias"], num_kernels=k, temperature=tau, backend=backend,
+                         dtype=dtype, rng=seed)
+
+
+def _input(c, seed, dtype=np.float64):
+    return np.random.default_rng(seed).standard_normal((c["n"], c["in_channels"]) + c["size"]) \
+        .astype(dtype)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@given(config=conv_configs(), k=st.integers(1, 4), tau=temperatures, seed=st.integers(0, 2**16))
+def test_dynamic_conv_backward_matches_finite_differences(backend, config, k, tau, seed):
+    layer = _layer(config, k, tau, backend, seed=seed)
+    # Scale the attention logits up so pi is far from uniform and its gradient is not tiny.
+    layer.params["fc2_weight"] *= 5
+    # The loss is smooth except at ReLU kinks of the attention branch (hit with probability
+    # ~eps); tolerances as in the functional tests (round-off ~1e-9 for |L| ~ 10).
+    report = gradcheck(layer, _input(config, seed))
+    assert {r.name for r in report.results} == {"x", *layer.params}
+
+
+@given(n=st.integers(1, 4), features=st.integers(1, 6), out=st.integers(1, 5),
+       k=st.integers(1, 4), tau=temperatures, bias=st.booleans(), seed=st.integers(0, 2**16))
+def test_dynamic_linear_backward_matches_finite_differences(n, features, out, k, tau, bias, seed):
+    layer = DynamicLinear(features, out, bias=bias, num_kernels=k, temperature=tau,
+                          dtype=np.float64, rng=seed)
+    gradcheck(layer, np.random.default_rng(seed).standard_normal((n, features)))
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-10), (np.float32, 2e-4)])
+@given(config=conv_configs(), k=st.integers(1, 4), tau=temperatures, seed=st.integers(0, 2**16))
+def test_numba_backend_agrees_with_numpy_reference(dtype, rtol, config, k, tau, seed):
+    """Same layer, same input, two backends: forward, dx and every parameter gradient agree.
+
+    float32 tolerance: sums of up to ~100 products accumulate ~1e-6 relative round-off in each
+    backend, in a different order; 2e-4 of the output scale leaves a wide margin without hiding
+    an indexing error (those give O(1) differences).
+    """
+    layers = {b: _layer(config, k, tau, b, dtype=dtype, seed=seed) for b in CPU_BACKENDS}
+    x = _input(config, seed, dtype)
+    outputs = {b: layer.forward(x) for b, layer in layers.items()}
+    dy = np.random.default_rng(seed + 1).standard_normal(outputs["numpy"].shape).astype(dtype)
+    dxs = {b: layer.backward(dy) for b, layer in layers.items()}
+    pairs = [("y", outputs), ("dx", dxs)] + [
+        (name, {b: layers[b].grads[name] for b in CPU_BACKENDS}) for name in layers["numpy"].grads]
+    for name, values in pairs:
+        assert values["numba"].dtype == dtype, name
+        scale = max(1.0, float(np.abs(values["numpy"]).max()))
+        np.testing.assert_allclose(values["numba"], values["numpy"], rtol=rtol,
+                                   atol=rtol * scale, err_msg=name)
+
+
+@given(config=conv_configs(), seed=st.integers(0, 2**16))
+def test_single_kernel_layer_is_an_ordinary_convolution(config, seed):
+    """K = 1: pi = 1 whatever the input, so the layer is conv(x, W_1) + b_1 (scipy's correlate)."""
+    c = dict(config, stride=1, dilation=1, padding=0)
+    layer = _layer(c, 1, 1.0, "numpy", seed=seed)
+    x = _input(c, seed)
+    y = layer.forward(x)
+    np.testing.assert_array_equal(layer.attention, 1.0)
+    w, c_group = layer.params["weight"][0], c["in_channels"] // c["groups"]
+    c_out_group = c["out_channels"] // c["groups"]
+    for n in range(c["n"]):
+        for o in range(c["out_channels"]):
+            g = o // c_out_group
+            expected = correlate(x[n, g * c_group:(g + 1) * c_group], w[o], mode="valid")[0]
+            if c["bias"]:
+                expected = expected + layer.params["bias"][0, o]
+            np.testing.assert_allclose(y[n, o], expected, rtol=1e-12, atol=1e-12)
+
+
+@given(seed=st.integers(0, 2**16), tau=st.floats(0.5, 50))
+def test_attention_rows_sum_to_one(seed, tau):
+    layer = DynamicConv2d(3, 4, 3, padding=1, temperature=tau, backend="numpy", rng=seed)
+    layer.forward(np.random.default_rng(seed).standard_normal((5, 3, 6, 6)).astype(np.float32))
+    assert layer.attention.shape == (5, 4)
+    np.testing.assert_allclose(layer.attention.sum(axis=1), 1.0, rtol=1e-6)
+    assert np.all(layer.attention >= 0)
+
+
+def test_temperature_limits_uniform_and_one_hot():
+    layer = DynamicConv2d(4, 4, 1, temperature=1e6, backend="numpy", dtype=np.float64, rng=0)
+    layer.params["fc2_weight"] *= 50
+    x = np.random.default_rng(0).standard_normal((6, 4, 3, 3))
+    layer.forward(x)
+    np.testing.assert_allclose(layer.attention, 0.25, atol=1e-5)
+    layer.temperature = 1e-6
+    layer.forward(x)
+    logits = layer._cache["stages"][1][3]["pi"]  # noqa: the softmax cache holds pi
+    np.testing.assert_array_equal(layer.attention, np.eye(4)[np.argmax(logits, axis=1)])
+
+
+def test_params_shapes_and_pytorch_like_initialisation():
+    layer = DynamicConv2d(8, 6, (3, 5), groups=2, num_kernels=3, rng=0)
+    shapes = {name: value.shape for name, value in layer.params.items()}
+    assert shapes == {"weight": (3, 6, 4, 3, 5), "bias": (3, 6), "fc1_weight": (4, 8),
+                      "fc1_bias": (4,), "fc2_weight": (3, 4), "fc2_bias": (3,)}
+    bound = 1 / np.sqrt(4 * 3 * 5)
+    assert np.abs(layer.params["weight"]).max() <= bound
+    assert np.abs(layer.params["weight"]).max() > 0.9 * bound  # drawn over the full range
+    assert not np.allclose(layer.params["weight"][0], layer.params["weight"][1])
+    assert all(v.dtype == np.float32 for v in layer.params.values())
+    assert set(layer.grads) == set(layer.params)
+    assert "bias" not in DynamicConv2d(8, 6, 3, bias=False).params
+
+
+def test_hidden_width_is_reduced_by_four_with_a_floor():
+    assert DynamicConv2d(64, 8, 1).params["fc1_weight"].shape == (16, 64)
+    assert DynamicConv2d(3, 8, 3).params["fc1_weight"].shape == (4, 3)
+
+
+def test_same_seed_same_parameters():
+    a, b = DynamicConv2d(4, 4, 3, rng=7), DynamicConv2d(4, 4, 3, rng=7)
+    for name in a.params:
+        np.testing.assert_array_equal(a.params[name], b.params[name])
+
+
+def test_grads_accumulate_and_zero_grad_resets():
+    layer = DynamicConv2d(2, 3, 3, padding=1, backend="numpy", dtype=np.float64, rng=0)
+    x = np.random.default_rng(1).standard_normal((2, 2, 4, 4))
+    dy = np.random.default_rng(2).standard_normal((2, 3, 4, 4))
+    layer.forward(x)
+    layer.backward(dy)
+    once = {k: v.copy() for k, v in layer.grads.items()}
+    layer.forward(x)
+    layer.backward(dy)
+    for name in once:
+        np.testing.assert_allclose(layer.grads[name], 2 * once[name], rtol=1e-12)
+    layer.zero_grad()
+    assert all(not g.any() for g in layer.grads.values())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_output_keeps_dtype_and_input_is_untouched(dtype):
+    layer = DynamicConv2d(2, 3, 3, padding=1, dtype=dtype, backend="numpy", rng=0)
+    x = np.random.default_rng(0).standard_normal((2, 2, 4, 4)).astype(dtype)
+    before = x.copy()
+    y = layer(x)
+    dx = layer.backward(np.ones_like(y))
+    assert y.dtype == dtype and dx.dtype == dtype
+    np.testing.assert_array_equal(x, before)
+
+
+def test_layer_errors_name_the_problem():
+    layer = DynamicConv2d(2, 3, 3, backend="numpy", rng=0)
+    with pytest.raises(ValueError, match="backward called before forward"):
+        layer.backward(np.zeros((1, 3, 2, 2), np.float32))
+    with pytest.raises(ValueError, match="x must have 2 channels/features on axis 1"):
+        layer.forward(np.zeros((1, 5, 4, 4), np.float32))
+    with pytest.raises(TypeError, match="x has dtype float64 but the layer's parameters are "
+                                        "float32"):
+        layer.forward(np.zeros((1, 2, 4, 4)))
+    layer.forward(np.zeros((1, 2, 4, 4), np.float32))
+    with pytest.raises(ValueError, match=r"dy must have the shape of the last output "
+                                         r"\(1, 3, 2, 2\); received \(1, 3, 2, 3\)"):
+        layer.backward(np.zeros((1, 3, 2, 3), np.float32))
+    with pytest.raises(ValueError, match="temperature"):
+        layer.temperature = 0.0
+    with pytest.raises(ValueError, match="groups=2 must divide in_channels; received "
+                                         "in_channels=3"):
+        DynamicConv2d(3, 4, 3, groups=2)
+    with pytest.raises(ValueError, match="num_kernels must be a positive int; received 0"):
+        DynamicConv2d(3, 4, 3, num_kernels=0)
+    with pytest.raises(TypeError, match="dtype must be float32 or float64; received int64"):
+        DynamicConv2d(3, 4, 3, dtype=np.int64)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        DynamicConv2d(3, 4, 3, backend="torch")
+    with pytest.raises(ValueError, match="kernel height .* larger than the padded input"):
+        DynamicConv2d(2, 3, 5, backend="numpy").forward(np.zeros((1, 2, 3, 3), np.float32))
