@@ -1,6 +1,17 @@
 """Element-wise activations and their backward passes.
 
-ReLU:  y = max(x, 0);   dx = dy * [x > 0]   (the subgradient 0 is taken at x = 0)
+Each backward multiplies the upstream gradient by the derivative, taking the one-sided value 0
+(the flat side) at the kinks:
+
+ReLU:         y = max(x, 0)                     dx = dy [x > 0]
+ReLU6:        y = min(max(x, 0), 6)             dx = dy [0 < x < 6]
+HardSigmoid:  y = relu6(x + 3) / 6              dx = dy [-3 < x < 3] / 6
+HardSwish:    y = x relu6(x + 3) / 6            dx = dy (relu6(x + 3) / 6 + [-3 < x < 3] x / 6)
+Sigmoid:      y = 1 / (1 + exp(-x))             dx = dy y (1 - y)
+
+HardSigmoid and HardSwish are MobileNetV3's (Howard et al. 2019) piecewise-linear stand-ins for
+the sigmoid and the swish; the sigmoid is evaluated as exp(-|x|) / (1 + exp(-|x|)) on the
+negative side so that no exponent overflows.
 """
 import numpy as np
 
@@ -13,3 +24,49 @@ def relu_forward(x):
 def relu_backward(dy, cache):
     """dx = dy where x > 0, else 0."""
     return np.where(cache["mask"], dy, 0).astype(dy.dtype, copy=False)
+
+
+def relu6_forward(x):
+    """y = min(max(x, 0), 6) -> (y, cache)."""
+    return np.clip(x, 0, 6), {"mask": (x > 0) & (x < 6)}
+
+
+def relu6_backward(dy, cache):
+    """dx = dy where 0 < x < 6, else 0."""
+    return np.where(cache["mask"], dy, 0).astype(dy.dtype, copy=False)
+
+
+def hardsigmoid_forward(x):
+    """y = relu6(x + 3) / 6 -> (y, cache)."""
+    return np.clip(x + 3, 0, 6) / 6, {"mask": (x > -3) & (x < 3)}
+
+
+def hardsigmoid_backward(dy, cache):
+    """dx = dy / 6 where -3 < x < 3, else 0."""
+    return np.where(cache["mask"], dy / 6, 0).astype(dy.dtype, copy=False)
+
+
+def hardswish_forward(x):
+    """y = x relu6(x + 3) / 6 -> (y, cache)."""
+    gate, gate_cache = hardsigmoid_forward(x)
+    return x * gate, {"x": x, "gate": gate, "mask": gate_cache["mask"]}
+
+
+def hardswish_backward(dy, cache):
+    """dx = dy (hardsigmoid(x) + x [-3 < x < 3] / 6)."""
+    x, gate = cache["x"], cache["gate"]
+    slope = gate + np.where(cache["mask"], x / 6, 0).astype(x.dtype, copy=False)
+    return dy * slope
+
+
+def sigmoid_forward(x):
+    """y = 1 / (1 + exp(-x)), computed without overflow -> (y, cache)."""
+    e = np.exp(-np.abs(x))
+    y = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+    return y, {"y": y}
+
+
+def sigmoid_backward(dy, cache):
+    """dx = dy y (1 - y)."""
+    y = cache["y"]
+    return dy * y * (1 - y)

@@ -1,0 +1,93 @@
+"""Batch normalisation over the channels of an NCHW tensor (Ioffe and Szegedy 2015), as PyTorch's
+``BatchNorm2d``.
+
+Per channel c, over the M = N H W values x[:, c, :, :]:
+
+Training (batch statistics):
+    mean_c = 1/M sum x,    var_c = 1/M sum (x - mean_c)^2            (biased, used to normalise)
+    xhat   = (x - mean_c) / sqrt(var_c + eps),    y = gamma_c xhat + beta_c
+  backward, with every sum over (n, h, w) of channel c (the standard compact form):
+    dbeta_c  = sum dy,    dgamma_c = sum dy xhat
+    dx       = gamma_c / (M sqrt(var_c + eps)) (M dy - sum dy - xhat sum dy xhat)
+
+Evaluation (running statistics, so y is an affine function of x):
+    xhat = (x - running_mean_c) / sqrt(running_var_c + eps),    y = gamma_c xhat + beta_c
+    dx   = dy gamma_c / sqrt(running_var_c + eps),   dgamma_c = sum dy xhat,   dbeta_c = sum dy
+
+Running statistics (PyTorch's momentum convention; the variance estimate is unbiased):
+    running_mean <- (1 - m) running_mean + m mean_c
+    running_var  <- (1 - m) running_var  + m var_c M / (M - 1)
+"""
+import numpy as np
+
+from .._validation import check_float_array, check_same_dtype, check_shape
+
+_AXES = (0, 2, 3)
+
+
+def _per_channel(v):
+    """(C,) -> (1, C, 1, 1), to broadcast against NCHW."""
+    return v[None, :, None, None]
+
+
+def _check(x, weight, bias, **stats):
+    check_float_array(x, "x", ndim=4)
+    channels = x.shape[1]
+    for name, value in dict(weight=weight, bias=bias, **stats).items():
+        check_float_array(value, name, ndim=1)
+        check_shape(value, name, (channels,))
+    check_same_dtype(x=x, weight=weight, bias=bias, **stats)
+
+
+def batchnorm2d_train_forward(x, weight, bias, eps=1e-5):
+    """y = weight xhat + bias with batch statistics -> (y, cache).
+
+    x (N, C, H, W); weight (gamma), bias (beta): (C,). ``cache["mean"]`` and ``cache["var"]``
+    are the batch mean and the biased batch variance (C,), ``cache["count"]`` is M = N H W.
+    """
+    _check(x, weight, bias)
+    count = x.shape[0] * x.shape[2] * x.shape[3]
+    if count < 2:
+        raise ValueError(f"batch normalisation in training mode needs more than one value per "
+                         f"channel (N H W > 1) to estimate a variance; received x shape "
+                         f"{tuple(x.shape)}")
+    mean = x.mean(axis=_AXES)
+    centred = x - _per_channel(mean)
+    var = np.mean(centred * centred, axis=_AXES)
+    inv_std = 1 / np.sqrt(var + x.dtype.type(eps))
+    xhat = centred * _per_channel(inv_std)
+    y = _per_channel(weight) * xhat + _per_channel(bias)
+    return y, {"xhat": xhat, "inv_std": inv_std, "weight": weight, "mean": mean, "var": var,
+               "count": count}
+
+
+def batchnorm2d_train_backward(dy, cache):
+    """(dx, dweight, dbias) of ``batchnorm2d_train_forward`` (compact formula above)."""
+    xhat, inv_std, weight, count = cache["xhat"], cache["inv_std"], cache["weight"], cache["count"]
+    dbias = dy.sum(axis=_AXES)
+    dweight = np.sum(dy * xhat, axis=_AXES)
+    dx = _per_channel(weight * inv_std / count) * (
+        count * dy - _per_channel(dbias) - xhat * _per_channel(dweight))
+    return dx, dweight, dbias
+
+
+def batchnorm2d_eval_forward(x, weight, bias, running_mean, running_var, eps=1e-5):
+    """y = weight (x - running_mean) / sqrt(running_var + eps) + bias -> (y, cache)."""
+    _check(x, weight, bias, running_mean=running_mean, running_var=running_var)
+    inv_std = 1 / np.sqrt(running_var + x.dtype.type(eps))
+    xhat = (x - _per_channel(running_mean)) * _per_channel(inv_std)
+    y = _per_channel(weight) * xhat + _per_channel(bias)
+    return y, {"xhat": xhat, "inv_std": inv_std, "weight": weight}
+
+
+def batchnorm2d_eval_backward(dy, cache):
+    """(dx, dweight, dbias) of ``batchnorm2d_eval_forward`` (the affine map's adjoint)."""
+    dx = dy * _per_channel(cache["weight"] * cache["inv_std"])
+    return dx, np.sum(dy * cache["xhat"], axis=_AXES), dy.sum(axis=_AXES)
+
+
+def running_stats_update(running_mean, running_var, batch_mean, batch_var, count, momentum):
+    """(new_mean, new_var): the momentum update above; batch_var is biased, count = M > 1."""
+    m = running_mean.dtype.type(momentum)
+    unbiased = batch_var * running_var.dtype.type(count / (count - 1))
+    return (1 - m) * running_mean + m * batch_mean, (1 - m) * running_var + m * unbiased

@@ -1,0 +1,55 @@
+"""Pooling layers: MaxPool2d, AvgPool2d (windowed, as PyTorch's) and GlobalAvgPool2d
+((N, C, H, W) -> (N, C), the pooling before a classifier).
+
+Formulas and backward passes: ``dynconv_np.functional.pool2d`` (windowed) and
+``dynconv_np.functional.pooling`` (global average, shared with the attention branch).
+"""
+from ._layer import Layer
+from .._validation import check_float_array
+from ..functional.pool2d import (avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward,
+                                 max_pool2d_forward, pool2d_geometry)
+from ..functional.pooling import global_avg_pool_backward, global_avg_pool_forward
+
+
+class _Pool2d(Layer):
+    """Windowed pooling; subclasses name the functional pair (``_forward``, ``_backward``)."""
+
+    _forward = _backward = None
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        self.kernel_size, self.stride, self.padding = pool2d_geometry(kernel_size, stride, padding)
+
+    def forward(self, x):
+        return self._remember(*type(self)._forward(x, self.kernel_size, self.stride, self.padding))
+
+    def backward(self, dy):
+        return type(self)._backward(dy, self._recall(dy))
+
+    def __repr__(self):
+        return (f"{type(self).__name__}(kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding})")
+
+
+class MaxPool2d(_Pool2d):
+    """y = maximum over each kh x kw window (padding never wins); stride defaults to the kernel."""
+    _forward, _backward = max_pool2d_forward, max_pool2d_backward
+
+
+class AvgPool2d(_Pool2d):
+    """y = mean over each kh x kw window, padding zeros included; stride defaults to the kernel."""
+    _forward, _backward = avg_pool2d_forward, avg_pool2d_backward
+
+
+class GlobalAvgPool2d(Layer):
+    """y[n, c] = mean_{h,w} x[n, c, h, w]: (N, C, H, W) -> (N, C)."""
+
+    def forward(self, x):
+        check_float_array(x, "x", ndim=4)
+        return self._remember(*global_avg_pool_forward(x, "numpy"))
+
+    def backward(self, dy):
+        return global_avg_pool_backward(dy, self._recall(dy))
+
+    def __repr__(self):
+        return "GlobalAvgPool2d()"
