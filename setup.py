@@ -2,12 +2,14 @@
 from setuptools import find_packages, setup
 
 EXTRAS = {
-    "test": ["pytest>=7", "hypothesis>=6.80", "scipy>=1.10"],
     "cuda": ["numba-cuda>=0.20"],
     "bench": ["torch"],
     "tutorials": ["matplotlib>=3.7", "jupytext>=1.16", "nbclient>=0.10", "nbformat>=5.9",
                   "ipykernel>=6"],
 }
+# The test suite also runs the CUDA kernels under Numba's simulator and executes the notebooks.
+EXTRAS["test"] = ["pytest>=7", "hypothesis>=6.80", "scipy>=1.10"] + EXTRAS["cuda"] \
+    + EXTRAS["tutorials"]
 
 setup(
     name="dynconv_np",
