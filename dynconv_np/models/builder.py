@@ -1,0 +1,75 @@
+"""What every network definition shares: the static/dynamic layer choice and width checks.
+
+A ``LayerBuilder`` makes the layers of one network. With ``dynamic=True`` every convolution it
+makes is an ``nn.DynamicConv2d`` (K kernels, an attention branch, temperature tau) unless the
+caller asks for a static one (the paper keeps the first convolution static, section 3.2); with
+``dynamic=False`` every convolution is an ``nn.Conv2d``. Fully connected layers (the classifier)
+are always static ``nn.Linear``, as in the paper. Convolutions followed by BatchNorm have no bias,
+as in torchvision. All layers draw their initial weights from one shared Generator, so a model
+built twice from the same seed is identical.
+"""
+import numpy as np
+
+from .._validation import check_positive_int, check_temperature
+from ..backends import get_backend
+from ..nn import BatchNorm2d, Conv2d, DynamicConv2d, Linear
+from ..nn.init import make_rng
+
+
+def check_width(width):
+    """A width multiplier must be a finite real number > 0."""
+    if isinstance(width, bool) or not isinstance(width, (int, float, np.floating, np.integer)) \
+            or not np.isfinite(width) or width <= 0:
+        raise ValueError(f"width must be a finite number > 0 (e.g. 1.0, 0.75, 0.5, 0.35); "
+                         f"received {width!r}")
+    return float(width)
+
+
+class LayerBuilder:
+    """Makes the layers of one network, static or dynamic (see the module docstring).
+
+    dynamic: bool; num_kernels: K of every dynamic convolution (paper: 4); temperature: initial
+    softmax temperature tau of every dynamic convolution (paper: 30, annealed to 1); backend:
+    "numba", "numpy" or "cuda"; dtype: float32 or float64; rng: None, a seed or a Generator.
+    """
+
+    def __init__(self, dynamic, num_kernels, temperature, backend, dtype, rng):
+        if not isinstance(dynamic, (bool, np.bool_)):
+            raise TypeError(f"dynamic must be True or False; received {dynamic!r}")
+        self.dynamic = bool(dynamic)
+        self.num_kernels = check_positive_int(num_kernels, "num_kernels")
+        self.temperature = check_temperature(temperature)
+        get_backend(backend)
+        self.backend = backend
+        self.dtype = np.dtype(dtype)
+        self.rng = make_rng(rng)
+
+    def conv(self, in_channels, out_channels, kernel_size, stride=1, groups=1, static=False):
+        """A bias-free k x k convolution with "same" padding (k - 1) // 2 (BatchNorm follows).
+
+        Dynamic (``nn.DynamicConv2d``) when the builder is dynamic and ``static`` is False.
+        """
+        geometry = dict(kernel_size=kernel_size, stride=stride, padding=(kernel_size - 1) // 2,
+                        groups=groups, bias=False, backend=self.backend, dtype=self.dtype,
+                        rng=self.rng)
+        if self.dynamic and not static:
+            return DynamicConv2d(in_channels, out_channels, num_kernels=self.num_kernels,
+                                 temperature=self.temperature, **geometry)
+        return Conv2d(in_channels, out_channels, **geometry)
+
+    def batch_norm(self, channels, **options):
+        """BatchNorm2d over ``channels`` (options: eps, momentum)."""
+        return BatchNorm2d(channels, dtype=self.dtype, **options)
+
+    def conv_bn(self, in_channels, out_channels, kernel_size, stride=1, groups=1, activation=None,
+                static=False, **bn_options):
+        """[conv, BatchNorm2d] followed by ``activation()`` if one is given -> list of layers."""
+        layers = [self.conv(in_channels, out_channels, kernel_size, stride, groups, static),
+                  self.batch_norm(out_channels, **bn_options)]
+        if activation is not None:
+            layers.append(activation())
+        return layers
+
+    def linear(self, in_features, out_features):
+        """A static fully connected layer with bias (the classifier stays static in DY networks)."""
+        return Linear(in_features, out_features, dtype=self.dtype, rng=self.rng)

@@ -1,0 +1,131 @@
+"""``python -m dynconv_np costs``: params and multiply-adds of the paper's networks, static vs DY.
+
+    python -m dynconv_np costs                              every model at 224 x 224
+    python -m dynconv_np costs --model resnet18 --per-layer   one model, layer by layer (DY)
+    python -m dynconv_np costs --model mobilenet_v3_small --time   also time one forward
+
+Counting conventions: see ``dynconv_np.models.profile``. "extra" is the dynamic network's
+attention + aggregation MAdds as a percentage of the static network's MAdds.
+"""
+import argparse
+import functools
+import time
+
+import numpy as np
+
+from .mobilenetv2 import mobilenet_v2
+from .mobilenetv3 import mobilenet_v3_large, mobilenet_v3_small
+from .profile import profile
+from .resnet import resnet10, resnet18
+
+MODELS = {
+    "mobilenet_v2_1.0": functools.partial(mobilenet_v2, 1.0),
+    "mobilenet_v2_0.75": functools.partial(mobilenet_v2, 0.75),
+    "mobilenet_v2_0.5": functools.partial(mobilenet_v2, 0.5),
+    "mobilenet_v2_0.35": functools.partial(mobilenet_v2, 0.35),
+    "mobilenet_v3_small": mobilenet_v3_small,
+    "mobilenet_v3_large": mobilenet_v3_large,
+    "resnet18": resnet18,
+    "resnet10": resnet10,
+}
+
+
+def _millions(count, digits=1):
+    return f"{count / 1e6:.{digits}f}M"
+
+
+def format_table(headers, rows, left=1):
+    """Columns right-aligned to their widest cell (the first ``left`` columns left-aligned)."""
+    cells = [list(headers)] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) if i < left else c.rjust(w)
+                       for i, (c, w) in enumerate(zip(row, widths))) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def summary_table(names, resolution, num_kernels):
+    """One row per model: static vs dynamic params and MAdds, and the dynamic extra."""
+    shape = (3, resolution, resolution)
+    rows = []
+    for name in names:
+        static = profile(MODELS[name](dynamic=False, backend="numpy", rng=0), shape)
+        dynamic = profile(MODELS[name](dynamic=True, num_kernels=num_kernels, backend="numpy",
+                                       rng=0), shape)
+        extra = dynamic.attention + dynamic.aggregation
+        rows.append((name, _millions(static.params, 2), _millions(dynamic.params, 2),
+                     _millions(static.madds), _millions(dynamic.madds),
+                     _millions(dynamic.attention, 2), _millions(dynamic.aggregation, 2),
+                     f"+{100 * extra / static.madds:.1f}%"))
+    headers = ("model", "params", "DY params", "MAdds", "DY MAdds", "attention", "aggregation",
+               "extra MAdds")
+    return (f"Static vs dynamic (K={num_kernels}) at {resolution} x {resolution}, one image; "
+            "MAdds as in dynconv_np.models.profile\n" + format_table(headers, rows))
+
+
+def per_layer_table(name, resolution, num_kernels, dynamic):
+    """One row per leaf layer of one model, with exact counts, and a total row."""
+    model = MODELS[name](dynamic=dynamic, num_kernels=num_kernels, backend="numpy", rng=0)
+    result = profile(model, (3, resolution, resolution))
+    rows = [(layer.name, layer.layer, "x".join(map(str, layer.output_shape[1:])),
+             f"{layer.params:,}", f"{layer.conv:,}", f"{layer.attention:,}",
+             f"{layer.aggregation:,}") for layer in result.layers]
+    rows.append(("total", "", "", f"{result.params:,}", f"{result.conv:,}",
+                 f"{result.attention:,}", f"{result.aggregation:,}"))
+    kind = f"DY (K={num_kernels})" if dynamic else "static"
+    return (f"{name}, {kind}, {resolution} x {resolution}: total {_millions(result.madds)} "
+            f"MAdds, {_millions(result.params, 2)} params\n" +
+            format_table(("layer", "type", "output", "params", "conv MAdds", "attention",
+                          "aggregation"), rows, left=2))
+
+
+def time_forward(name, resolution, num_kernels, backend, repeats):
+    """Seconds of the first forward (includes JIT compilation) and the median of ``repeats`` more,
+    for the DY model in eval mode on one random float32 image."""
+    model = MODELS[name](dynamic=True, num_kernels=num_kernels, backend=backend, rng=0).eval()
+    x = np.random.default_rng(0).standard_normal((1, 3, resolution, resolution)).astype(np.float32)
+    start = time.perf_counter()
+    model(x)
+    first = time.perf_counter() - start
+    runs = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model(x)
+        runs.append(time.perf_counter() - start)
+    return first, float(np.median(runs))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m dynconv_np costs", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=sorted(MODELS), help="only this model")
+    parser.add_argument("--per-layer", action="store_true",
+                        help="per-layer split for --model (the DY network unless --static)")
+    parser.add_argument("--static", action="store_true", help="with --per-layer: static network")
+    parser.add_argument("--resolution", type=int, default=224, help="input height = width")
+    parser.add_argument("--num-kernels", type=int, default=4, help="K of the DY networks")
+    parser.add_argument("--time", action="store_true",
+                        help="also time one forward of each DY model on one image")
+    parser.add_argument("--backend", default="numba", help="backend for --time")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs after the first")
+    args = parser.parse_args(argv)
+    if args.per_layer and args.model is None:
+        parser.error("--per-layer needs --model NAME")
+    if args.resolution < 32 or args.num_kernels < 1 or args.repeats < 1:
+        parser.error("--resolution must be >= 32, --num-kernels and --repeats >= 1")
+    names = [args.model] if args.model else list(MODELS)
+    if args.per_layer:
+        print(per_layer_table(args.model, args.resolution, args.num_kernels, not args.static))
+    else:
+        print(summary_table(names, args.resolution, args.num_kernels))
+    if args.time:
+        print(f"\nForward of one {args.resolution} x {args.resolution} image, DY models in eval "
+              f"mode, backend {args.backend!r}, float32:")
+        rows = []
+        for name in names:
+            first, median = time_forward(name, args.resolution, args.num_kernels, args.backend,
+                                         args.repeats)
+            rows.append((name, f"{first:.2f} s", f"{1000 * median:.0f} ms"))
+        print(format_table(("model", "first call (incl. JIT)", f"median of {args.repeats}"),
+                           rows))
+    return 0

@@ -1,0 +1,62 @@
+"""ResNet-18 and ResNet-10 (He et al. 2016) and their DY versions (paper section 4.1).
+
+    stem      7x7 conv stride 2 -> 64, BatchNorm, ReLU, 3x3 max pool stride 2   (static in DY nets)
+    stages    64, 128, 256, 512 channels; stride 2 in the first block of stages 2-4;
+              basic block: y = relu(bn(conv3x3(relu(bn(conv3x3_s(x))))) + shortcut(x)),
+              shortcut = identity, or 1x1 conv stride s + BatchNorm when the shape changes
+    head      global average pool, Linear 512 -> num_classes                  (Linear stays static)
+
+ResNet-18 has [2, 2, 2, 2] basic blocks per stage, ResNet-10 [1, 1, 1, 1] (as in the paper). With
+``dynamic=True`` every convolution except the stem is an ``nn.DynamicConv2d``, the 1x1 shortcut
+convolutions included.
+"""
+import numpy as np
+
+from .builder import LayerBuilder
+from .._validation import check_positive_int
+from ..backends import DEFAULT_BACKEND
+from ..nn import GlobalAvgPool2d, MaxPool2d, ReLU, Residual, Sequential
+
+STAGE_CHANNELS = (64, 128, 256, 512)
+
+
+def basic_block(builder, in_channels, out_channels, stride):
+    """[Residual(conv-bn-relu-conv-bn, shortcut), ReLU] as a Sequential (module docstring)."""
+    body = Sequential(*builder.conv_bn(in_channels, out_channels, 3, stride, activation=ReLU),
+                      *builder.conv_bn(out_channels, out_channels, 3))
+    shortcut = None
+    if stride != 1 or in_channels != out_channels:
+        shortcut = Sequential(*builder.conv_bn(in_channels, out_channels, 1, stride))
+    return Sequential(Residual(body, shortcut), ReLU())
+
+
+def resnet(blocks_per_stage, dynamic=False, num_kernels=4, num_classes=1000, temperature=30.0,
+           backend=DEFAULT_BACKEND, dtype=np.float32, rng=None):
+    """ResNet with basic blocks, ``blocks_per_stage`` (4 ints) -> nn.Sequential [stem, blocks, head]."""
+    if len(blocks_per_stage) != 4 or not all(isinstance(b, int) and b >= 1
+                                             for b in blocks_per_stage):
+        raise ValueError(f"blocks_per_stage must be 4 positive ints; received {blocks_per_stage!r}")
+    num_classes = check_positive_int(num_classes, "num_classes")
+    builder = LayerBuilder(dynamic, num_kernels, temperature, backend, dtype, rng)
+    stem = Sequential(builder.conv(3, 64, 7, stride=2, static=True), builder.batch_norm(64),
+                      ReLU(), MaxPool2d(3, stride=2, padding=1))
+    blocks, channels = [], 64
+    for stage, (out_channels, repeats) in enumerate(zip(STAGE_CHANNELS, blocks_per_stage)):
+        for index in range(repeats):
+            stride = 2 if stage > 0 and index == 0 else 1
+            blocks.append(basic_block(builder, channels, out_channels, stride))
+            channels = out_channels
+    head = Sequential(GlobalAvgPool2d(), builder.linear(channels, num_classes))
+    return Sequential(stem, *blocks, head)
+
+
+def resnet18(dynamic=False, num_kernels=4, num_classes=1000, temperature=30.0,
+             backend=DEFAULT_BACKEND, dtype=np.float32, rng=None):
+    """ResNet-18 (or DY-ResNet-18): [2, 2, 2, 2] basic blocks."""
+    return resnet((2, 2, 2, 2), dynamic, num_kernels, num_classes, temperature, backend, dtype, rng)
+
+
+def resnet10(dynamic=False, num_kernels=4, num_classes=1000, temperature=30.0,
+             backend=DEFAULT_BACKEND, dtype=np.float32, rng=None):
+    """ResNet-10 (or DY-ResNet-10): [1, 1, 1, 1] basic blocks, as in the paper."""
+    return resnet((1, 1, 1, 1), dynamic, num_kernels, num_classes, temperature, backend, dtype, rng)
