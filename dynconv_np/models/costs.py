@@ -44,6 +44,10 @@ def format_table(headers, rows, left=1):
     return "\n".join(lines)
 
 
+def _percent(part, whole):
+    return f"+{100 * part / whole:.1f}%"
+
+
 def summary_table(names, resolution, num_kernels):
     """One row per model: static vs dynamic params and MAdds, and the dynamic extra."""
     shape = (3, resolution, resolution)
@@ -55,12 +59,16 @@ def summary_table(names, resolution, num_kernels):
         extra = dynamic.attention + dynamic.aggregation
         rows.append((name, _millions(static.params, 2), _millions(dynamic.params, 2),
                      _millions(static.madds), _millions(dynamic.madds),
-                     _millions(dynamic.attention, 2), _millions(dynamic.aggregation, 2),
-                     f"+{100 * extra / static.madds:.1f}%"))
-    headers = ("model", "params", "DY params", "MAdds", "DY MAdds", "attention", "aggregation",
-               "extra MAdds")
-    return (f"Static vs dynamic (K={num_kernels}) at {resolution} x {resolution}, one image; "
-            "MAdds as in dynconv_np.models.profile\n" + format_table(headers, rows))
+                     _millions(dynamic.attention_pool, 2), _millions(dynamic.attention_fc, 2),
+                     _millions(dynamic.aggregation, 2), _percent(extra, static.madds),
+                     _percent(extra - dynamic.attention_pool, static.madds)))
+    headers = ("model", "params", "DY params", "MAdds", "DY MAdds", "att. pool", "att. FC",
+               "aggregation", "extra", "extra w/o pool")
+    return (f"Static vs dynamic (K={num_kernels}) networks at {resolution} x {resolution}, one "
+            "image (counting rules: dynconv_np.models.profile)\n" + format_table(headers, rows) +
+            "\nextra = DY MAdds / MAdds - 1 = (att. pool + att. FC + aggregation) / MAdds; "
+            "'w/o pool' leaves out\nthe attention's global average pooling (C_in H W additions "
+            "per dynamic convolution).")
 
 
 def per_layer_table(name, resolution, num_kernels, dynamic):
@@ -68,15 +76,18 @@ def per_layer_table(name, resolution, num_kernels, dynamic):
     model = MODELS[name](dynamic=dynamic, num_kernels=num_kernels, backend="numpy", rng=0)
     result = profile(model, (3, resolution, resolution))
     rows = [(layer.name, layer.layer, "x".join(map(str, layer.output_shape[1:])),
-             f"{layer.params:,}", f"{layer.conv:,}", f"{layer.attention:,}",
-             f"{layer.aggregation:,}") for layer in result.layers]
-    rows.append(("total", "", "", f"{result.params:,}", f"{result.conv:,}",
-                 f"{result.attention:,}", f"{result.aggregation:,}"))
+             *(f"{getattr(layer, field):,}" for field in _PER_LAYER_FIELDS))
+            for layer in result.layers]
+    rows.append(("total", "", "", *(f"{getattr(result, field):,}"
+                                    for field in _PER_LAYER_FIELDS)))
     kind = f"DY (K={num_kernels})" if dynamic else "static"
-    return (f"{name}, {kind}, {resolution} x {resolution}: total {_millions(result.madds)} "
-            f"MAdds, {_millions(result.params, 2)} params\n" +
-            format_table(("layer", "type", "output", "params", "conv MAdds", "attention",
-                          "aggregation"), rows, left=2))
+    return (f"{name}, {kind}, {resolution} x {resolution}: {_millions(result.madds)} MAdds, "
+            f"{_millions(result.params, 2)} params\n" +
+            format_table(("layer", "type", "output", "params", "conv MAdds", "att. pool",
+                          "att. FC", "aggregation"), rows, left=2))
+
+
+_PER_LAYER_FIELDS = ("params", "conv", "attention_pool", "attention_fc", "aggregation")
 
 
 def time_forward(name, resolution, num_kernels, backend, repeats):
