@@ -91,7 +91,8 @@ class Profile(_Totals):
 def profile(model, input_shape):
     """Params and multiply-adds of ``model`` for an input of ``input_shape`` -> ``Profile``.
 
-    input_shape: (C, H, W) (one sample) or (N, C, H, W). Raises ValueError if a layer cannot take
+    input_shape: (C, H, W) (one sample) or (N, C, H, W); (N, features) for a model that starts
+    with a fully connected layer. Raises ValueError if a layer cannot take
     the shape that reaches it (naming the layer), TypeError for a layer type it cannot count.
     """
     shape = _check_input_shape(input_shape)
@@ -102,11 +103,11 @@ def profile(model, input_shape):
 
 def _check_input_shape(input_shape):
     shape = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else ()
-    if len(shape) not in (3, 4) or not all(
+    if len(shape) not in (2, 3, 4) or not all(
             isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
-        raise ValueError(f"input_shape must be (C, H, W) or (N, C, H, W) of positive ints; "
-                         f"received {input_shape!r}")
-    return shape if len(shape) == 4 else (1,) + shape
+        raise ValueError(f"input_shape must be (C, H, W), (N, C, H, W) or (N, features) of "
+                         f"positive ints; received {input_shape!r}")
+    return (1,) + shape if len(shape) == 3 else shape
 
 
 def _walk(layer, shape, prefix, costs):
