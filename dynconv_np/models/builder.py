@@ -10,7 +10,7 @@ built twice from the same seed is identical.
 """
 import numpy as np
 
-from .._validation import check_positive_int, check_temperature
+from .._validation import FLOAT_DTYPES, check_positive_int, check_temperature
 from ..backends import get_backend
 from ..nn import BatchNorm2d, Conv2d, DynamicConv2d, Linear
 from ..nn.init import make_rng
@@ -42,6 +42,8 @@ class LayerBuilder:
         get_backend(backend)
         self.backend = backend
         self.dtype = np.dtype(dtype)
+        if self.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"dtype must be float32 or float64; received {self.dtype}")
         self.rng = make_rng(rng)
 
     def conv(self, in_channels, out_channels, kernel_size, stride=1, groups=1, static=False):

@@ -48,14 +48,18 @@ def _percent(part, whole):
     return f"+{100 * part / whole:.1f}%"
 
 
+def static_and_dynamic(name, resolution=224, num_kernels=4):
+    """Profiles (static, dynamic) of model ``name`` on one resolution x resolution RGB image."""
+    shape = (3, resolution, resolution)
+    return tuple(profile(MODELS[name](dynamic=dynamic, num_kernels=num_kernels, backend="numpy",
+                                      rng=0), shape) for dynamic in (False, True))
+
+
 def summary_table(names, resolution, num_kernels):
     """One row per model: static vs dynamic params and MAdds, and the dynamic extra."""
-    shape = (3, resolution, resolution)
     rows = []
     for name in names:
-        static = profile(MODELS[name](dynamic=False, backend="numpy", rng=0), shape)
-        dynamic = profile(MODELS[name](dynamic=True, num_kernels=num_kernels, backend="numpy",
-                                       rng=0), shape)
+        static, dynamic = static_and_dynamic(name, resolution, num_kernels)
         extra = dynamic.attention + dynamic.aggregation
         rows.append((name, _millions(static.params, 2), _millions(dynamic.params, 2),
                      _millions(static.madds), _millions(dynamic.madds),
