@@ -95,19 +95,26 @@ _PER_LAYER_FIELDS = ("params", "conv", "attention_pool", "attention_fc", "aggreg
 
 
 def time_forward(name, resolution, num_kernels, backend, repeats):
-    """Seconds of the first forward (includes JIT compilation) and the median of ``repeats`` more,
-    for the DY model in eval mode on one random float32 image."""
-    model = MODELS[name](dynamic=True, num_kernels=num_kernels, backend=backend, rng=0).eval()
+    """Forward times of the static and the DY model (eval mode, one random float32 image).
+
+    Returns (first, static, dynamic): seconds of the DY model's first call (includes JIT
+    compilation), then the medians of ``repeats`` calls of each model, measured alternately so
+    that a change in machine load hits both alike.
+    """
+    models = [MODELS[name](dynamic=dynamic, num_kernels=num_kernels, backend=backend,
+                           rng=0).eval() for dynamic in (False, True)]
     x = np.random.default_rng(0).standard_normal((1, 3, resolution, resolution)).astype(np.float32)
     start = time.perf_counter()
-    model(x)
+    models[1](x)
     first = time.perf_counter() - start
-    runs = []
+    models[0](x)
+    runs = ([], [])
     for _ in range(repeats):
-        start = time.perf_counter()
-        model(x)
-        runs.append(time.perf_counter() - start)
-    return first, float(np.median(runs))
+        for model, times in zip(models, runs):
+            start = time.perf_counter()
+            model(x)
+            times.append(time.perf_counter() - start)
+    return (first,) + tuple(float(np.median(times)) for times in runs)
 
 
 def main(argv=None):
@@ -120,7 +127,7 @@ def main(argv=None):
     parser.add_argument("--resolution", type=int, default=224, help="input height = width")
     parser.add_argument("--num-kernels", type=int, default=4, help="K of the DY networks")
     parser.add_argument("--time", action="store_true",
-                        help="also time one forward of each DY model on one image")
+                        help="also time one forward of each static and DY model on one image")
     parser.add_argument("--backend", default="numba", help="backend for --time")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs after the first")
     args = parser.parse_args(argv)
@@ -134,13 +141,14 @@ def main(argv=None):
     else:
         print(summary_table(names, args.resolution, args.num_kernels))
     if args.time:
-        print(f"\nForward of one {args.resolution} x {args.resolution} image, DY models in eval "
-              f"mode, backend {args.backend!r}, float32:")
+        print(f"\nForward of one {args.resolution} x {args.resolution} float32 image, eval mode, "
+              f"backend {args.backend!r} (medians of {args.repeats} alternating runs):")
         rows = []
         for name in names:
-            first, median = time_forward(name, args.resolution, args.num_kernels, args.backend,
-                                         args.repeats)
-            rows.append((name, f"{first:.2f} s", f"{1000 * median:.0f} ms"))
-        print(format_table(("model", "first call (incl. JIT)", f"median of {args.repeats}"),
+            first, static, dynamic = time_forward(name, args.resolution, args.num_kernels,
+                                                  args.backend, args.repeats)
+            rows.append((name, f"{first:.2f} s", f"{1000 * static:.0f} ms",
+                         f"{1000 * dynamic:.0f} ms", f"{dynamic / static:.2f}"))
+        print(format_table(("model", "DY first call (incl. JIT)", "static", "DY", "DY / static"),
                            rows))
     return 0

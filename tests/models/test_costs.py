@@ -33,7 +33,9 @@ def test_per_layer_total_row_is_the_profile_total(capsys):
 def test_time_flag_reports_a_forward(capsys):
     assert costs.main(["--model", "mobilenet_v3_small", "--time", "--backend", "numpy",
                        "--resolution", "32", "--repeats", "1"]) == 0
-    assert "mobilenet_v3_small" in capsys.readouterr().out.split("Forward of one")[1]
+    timing = capsys.readouterr().out.split("Forward of one")[1]
+    row = next(line for line in timing.splitlines() if line.startswith("mobilenet_v3_small"))
+    assert len(row.split()) == 8 and row.split()[-2] == "ms"
 
 
 @pytest.mark.parametrize("argv", [["--per-layer"], ["--model", "vgg16"], ["--resolution", "8"]])
