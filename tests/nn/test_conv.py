@@ -1,0 +1,112 @@
+"""Conv2d (static): gradients, agreement with scipy, PyTorch-style initialisation, errors."""
+import importlib.util
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from scipy.signal import correlate
+
+from dynconv_np import gradcheck
+from dynconv_np.nn import Conv2d
+
+from ..strategies import conv_configs
+
+HAS_NUMBA_BACKEND = importlib.util.find_spec("dynconv_np.backends.cpu") is not None
+
+
+def _layer(c, backend="numpy", dtype=np.float64, seed=0):
+    return Conv2d(c["in_channels"], c["out_channels"], c["kernel"], stride=c["stride"],
+                  padding=c["padding"], dilation=c["dilation"], groups=c["groups"],
+                  bias=c["bias"], backend=backend, dtype=dtype, rng=seed)
+
+
+def _input(c, seed, dtype=np.float64):
+    shape = (c["n"], c["in_channels"]) + c["size"]
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+@given(config=conv_configs(), seed=st.integers(0, 2**16))
+def test_backward_matches_finite_differences(config, seed):
+    layer = _layer(config, seed=seed)
+    # y is linear in x, weight and bias: central differences are exact up to round-off
+    # (~1e-16 |L| / eps ~ 1e-9), far inside atol 1e-7.
+    report = gradcheck(layer, _input(config, seed))
+    assert {r.name for r in report.results} == {"x", *layer.params}
+
+
+@settings(max_examples=10)
+@given(config=conv_configs(), seed=st.integers(0, 2**16))
+def test_forward_matches_scipy_correlate(config, seed):
+    c = config
+    layer = _layer(c, seed=seed)
+    x = _input(c, seed)
+    y = layer.forward(x)
+    weight, bias = layer.params["weight"], layer.params.get("bias")
+    (sh, sw), (ph, pw), (dh, dw) = layer.stride, layer.padding, layer.dilation
+    x_pad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    c_group, c_out_group = c["in_channels"] // c["groups"], c["out_channels"] // c["groups"]
+    for n in range(c["n"]):
+        for o in range(c["out_channels"]):
+            g = o // c_out_group
+            dilated = np.zeros((c_group, dh * (weight.shape[2] - 1) + 1,
+                                dw * (weight.shape[3] - 1) + 1))
+            dilated[:, ::dh, ::dw] = weight[o]
+            full = correlate(x_pad[n, g * c_group:(g + 1) * c_group], dilated, mode="valid")[0]
+            expected = full[::sh, ::sw] + (bias[o] if bias is not None else 0.0)
+            np.testing.assert_allclose(y[n, o], expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.skipif(not HAS_NUMBA_BACKEND, reason="dynconv_np/backends/cpu.py not present")
+@settings(max_examples=10)
+@given(config=conv_configs(), seed=st.integers(0, 2**16))
+def test_numba_backend_agrees_with_numpy_reference(config, seed):
+    layers = {b: _layer(config, backend=b, seed=seed) for b in ("numpy", "numba")}
+    x = _input(config, seed)
+    ys = {b: layer.forward(x) for b, layer in layers.items()}
+    dy = np.random.default_rng(seed + 1).standard_normal(ys["numpy"].shape)
+    dxs = {b: layer.backward(dy) for b, layer in layers.items()}
+    # float64 sums of <= ~100 products in a different order: ~1e-14 relative.
+    np.testing.assert_allclose(ys["numba"], ys["numpy"], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(dxs["numba"], dxs["numpy"], rtol=1e-10, atol=1e-12)
+    for name in layers["numpy"].grads:
+        np.testing.assert_allclose(layers["numba"].grads[name], layers["numpy"].grads[name],
+                                   rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+def test_parameters_are_initialised_like_pytorch():
+    layer = Conv2d(8, 6, (3, 2), groups=2, backend="numpy", rng=0)
+    fan_in = (8 // 2) * 3 * 2
+    assert layer.params["weight"].shape == (6, 4, 3, 2) and layer.params["bias"].shape == (6,)
+    assert layer.params["weight"].dtype == np.float32
+    for value in layer.params.values():
+        assert np.abs(value).max() <= 1 / np.sqrt(fan_in)
+        assert np.abs(value).max() > 0.5 / np.sqrt(fan_in)  # spread over the interval, not tiny
+    again = Conv2d(8, 6, (3, 2), groups=2, backend="numpy", rng=0)
+    np.testing.assert_array_equal(again.params["weight"], layer.params["weight"])
+    assert "bias" not in Conv2d(2, 2, 1, bias=False, backend="numpy").params
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(in_channels=0), ValueError, r"in_channels must be a positive int; received 0"),
+    (dict(out_channels=2.0), ValueError, r"out_channels must be a positive int"),
+    (dict(groups=3), ValueError, r"groups=3 must divide in_channels; received in_channels=4"),
+    (dict(kernel_size=(1, 2, 3)), TypeError, r"kernel_size must be an int or a pair"),
+    (dict(stride=0), ValueError, r"stride must be positive"),
+    (dict(padding=-1), ValueError, r"padding must be >= 0"),
+    (dict(dilation=(1, 0)), ValueError, r"dilation must be positive"),
+    (dict(bias="yes"), TypeError, r"bias must be True or False; received 'yes'"),
+    (dict(backend="torch"), ValueError, r"backend must be one of .*received 'torch'"),
+    (dict(dtype=np.int32), TypeError, r"dtype must be float32 or float64"),
+    (dict(rng="seed"), TypeError, r"rng must be None, an int seed or a numpy.random.Generator"),
+])
+def test_bad_constructor_arguments_are_named(kwargs, error, message):
+    args = dict(in_channels=4, out_channels=6, kernel_size=3, backend="numpy")
+    args.update(kwargs)
+    with pytest.raises(error, match=message):
+        Conv2d(**args)
+
+
+def test_input_smaller_than_the_kernel_is_named():
+    with pytest.raises(ValueError, match=r"kernel height with dilation .* is larger than the "
+                                         r"padded input height"):
+        Conv2d(1, 1, 5, backend="numpy", dtype=np.float64).forward(np.ones((1, 1, 3, 8)))
