@@ -1,4 +1,4 @@
-"""MobileNetV2 (Sandler et al. 2018) and DY-MobileNetV2 (paper section 4.1), as torchvision builds it.
+"""MobileNetV2 (Sandler et al. 2018) and DY-MobileNetV2 (paper section 4), as torchvision builds it.
 
     stem      3x3 conv stride 2 -> 32 w channels, BatchNorm, ReLU6          (static in DY nets)
     blocks    inverted residuals (t, c, n, s) from the table below:

@@ -1,4 +1,4 @@
-"""MobileNetV3-Small and -Large (Howard et al. 2019) and their DY versions, as torchvision builds them.
+"""MobileNetV3-Small and -Large (Howard et al. 2019) and their DY versions (torchvision's layout).
 
     stem      3x3 conv stride 2 -> 16, BatchNorm, HardSwish                 (static in DY nets)
     blocks    bottlenecks (kernel k, expanded e, out c, SE, activation, stride s), tables below:

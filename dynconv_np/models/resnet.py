@@ -32,7 +32,7 @@ def basic_block(builder, in_channels, out_channels, stride):
 
 def resnet(blocks_per_stage, dynamic=False, num_kernels=4, num_classes=1000, temperature=30.0,
            backend=DEFAULT_BACKEND, dtype=np.float32, rng=None):
-    """ResNet with basic blocks, ``blocks_per_stage`` (4 ints) -> nn.Sequential [stem, blocks, head]."""
+    """ResNet of basic blocks, ``blocks_per_stage`` (4 ints) -> Sequential [stem, blocks, head]."""
     if len(blocks_per_stage) != 4 or not all(isinstance(b, int) and b >= 1
                                              for b in blocks_per_stage):
         raise ValueError(f"blocks_per_stage must be 4 positive ints; received {blocks_per_stage!r}")

@@ -57,7 +57,8 @@ def test_static_twin_has_the_same_convolutions_all_static(name):
 def test_convolutions_before_batchnorm_have_no_bias(name):
     model = small_model(name, True)
     pairs = [(a, b) for m in model.modules() if isinstance(m, nn.Sequential)
-             for a, b in zip(m.layers, m.layers[1:]) if isinstance(a, (nn.Conv2d, nn.DynamicConv2d))]
+             for a, b in zip(m.layers, m.layers[1:])
+             if isinstance(a, (nn.Conv2d, nn.DynamicConv2d))]
     assert len(pairs) == len(convolutions(model))  # every convolution is followed by something
     assert all(isinstance(b, nn.BatchNorm2d) and "bias" not in a.params for a, b in pairs)
 
