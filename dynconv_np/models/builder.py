@@ -1,4 +1,4 @@
-"""What every network definition shares: the static/dynamic layer choice and width checks.
+"""What every network definition shares: one place that chooses static or dynamic layers.
 
 A ``LayerBuilder`` makes the layers of one network. With ``dynamic=True`` every convolution it
 makes is an ``nn.DynamicConv2d`` (K kernels, an attention branch, temperature tau) unless the
@@ -14,15 +14,6 @@ from .._validation import FLOAT_DTYPES, check_positive_int, check_temperature
 from ..backends import get_backend
 from ..nn import BatchNorm2d, Conv2d, DynamicConv2d, Linear
 from ..nn.init import make_rng
-
-
-def check_width(width):
-    """A width multiplier must be a finite real number > 0."""
-    if isinstance(width, bool) or not isinstance(width, (int, float, np.floating, np.integer)) \
-            or not np.isfinite(width) or width <= 0:
-        raise ValueError(f"width must be a finite number > 0 (e.g. 1.0, 0.75, 0.5, 0.35); "
-                         f"received {width!r}")
-    return float(width)
 
 
 class LayerBuilder:

@@ -14,7 +14,7 @@ except the stem is an ``nn.DynamicConv2d`` (depthwise ones too).
 """
 import numpy as np
 
-from .builder import LayerBuilder, check_width
+from .builder import LayerBuilder
 from .._validation import check_positive_int
 from ..backends import DEFAULT_BACKEND
 from ..nn import Dropout, GlobalAvgPool2d, ReLU6, Residual, Sequential, make_divisible
@@ -29,6 +29,15 @@ INVERTED_RESIDUAL_SETTING = (
     (6, 160, 3, 2),
     (6, 320, 1, 1),
 )
+
+
+def check_width(width):
+    """A width multiplier must be a finite real number > 0."""
+    if isinstance(width, bool) or not isinstance(width, (int, float, np.floating, np.integer)) \
+            or not np.isfinite(width) or width <= 0:
+        raise ValueError(f"width must be a finite number > 0 (e.g. 1.0, 0.75, 0.5, 0.35); "
+                         f"received {width!r}")
+    return float(width)
 
 
 def inverted_residual(builder, in_channels, out_channels, stride, expansion):
