@@ -87,7 +87,7 @@ def _driver_complaint():
     try:
         cuda.current_context()
     except Exception as error:   # any driver failure is the answer we want to show
-        return " ".join(str(error).split()) or type(error).__name__
+        return " ".join(str(error).split()).rstrip(" :") or type(error).__name__
     return "the driver reports no device"
 
 
@@ -154,6 +154,8 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups,
     tests and tuning. When even one staged channel would not fit in 48 KiB of shared
     memory (huge dilation), the straightforward kernel runs instead.
     """
+    on_device = _any_on_device(x, w, b)
+    x, w, b = to_device(x), to_device(w), None if b is None else to_device(b)
     cog, cg = w.shape[1] // groups, w.shape[2]
     if co_block is None:
         co_block = min(MAX_CO_BLOCK, 1 << (cog - 1).bit_length())
@@ -164,17 +166,14 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups,
             ci_chunk -= 1
     shared_bytes = _shared_bytes(x, w, stride, dilation, tile, co_block, ci_chunk)
     if shared_bytes > SHARED_MEMORY_BYTES:
-        return conv2d_forward_naive(x, w, b, stride, padding, dilation, groups)
+        return _deliver(on_device, _forward_naive(x, w, b, stride, padding, dilation, groups))
 
-    on_device = _any_on_device(x, w, b)
-    x_d, w_d = to_device(x), to_device(w)
-    b_d = None if b is None else to_device(b)
     y_shape = conv_output_shape(x.shape, w.shape, stride, padding, dilation)
     y = cuda.device_array(y_shape, dtype=x.dtype)
     tw, th = tile
     grid = (y_shape[0] * groups * -(-cog // co_block), -(-y_shape[2] // th), -(-y_shape[3] // tw))
     kernel = kernels.tiled_forward_kernel(np.dtype(x.dtype), co_block)
-    kernel[grid, (tw, th), 0, shared_bytes](x_d, w_d, b_d, y, *stride, *padding, *dilation,
+    kernel[grid, (tw, th), 0, shared_bytes](x, w, b, y, *stride, *padding, *dilation,
                                             groups, ci_chunk)
     return _deliver(on_device, y)
 
@@ -188,14 +187,17 @@ def _shared_bytes(x, w, stride, dilation, tile, co_block, ci_chunk):
 def conv2d_forward_naive(x, w, b, stride, padding, dilation, groups):
     """y = conv(x, w) + b (formula of ``conv2d_forward``), one thread per output element."""
     on_device = _any_on_device(x, w, b)
-    x_d, w_d = to_device(x), to_device(w)
-    b_d = None if b is None else to_device(b)
+    x, w, b = to_device(x), to_device(w), None if b is None else to_device(b)
+    return _deliver(on_device, _forward_naive(x, w, b, stride, padding, dilation, groups))
+
+
+def _forward_naive(x, w, b, stride, padding, dilation, groups):
+    """The straightforward forward kernel on device arrays; returns y on the device."""
     y_shape = conv_output_shape(x.shape, w.shape, stride, padding, dilation)
     y = cuda.device_array(y_shape, dtype=x.dtype)
     forward = kernels.naive_kernels(np.dtype(x.dtype))[0]
-    _launch_1d(forward, int(np.prod(y_shape)), x_d, w_d, b_d, y,
-               *stride, *padding, *dilation, groups)
-    return _deliver(on_device, y)
+    _launch_1d(forward, y.size, x, w, b, y, *stride, *padding, *dilation, groups)
+    return y
 
 
 def conv2d_backward(dy, x, w, stride, padding, dilation, groups, has_bias):
@@ -208,17 +210,17 @@ def conv2d_backward(dy, x, w, stride, padding, dilation, groups, has_bias):
     where "n of nw" is n = nw for per-sample kernels and the whole batch for a shared one.
     """
     on_device = _any_on_device(dy, x, w)
-    dy_d, x_d, w_d = to_device(dy), to_device(x), to_device(w)
+    dy, x, w = to_device(dy), to_device(x), to_device(w)
     _, backward_input, backward_weight, backward_bias = kernels.naive_kernels(np.dtype(dy.dtype))
     geometry = (*stride, *padding, *dilation, groups)
     dx = cuda.device_array(x.shape, dtype=dy.dtype)
-    _launch_1d(backward_input, int(np.prod(x.shape)), dy_d, w_d, dx, *geometry)
+    _launch_1d(backward_input, dx.size, dy, w, dx, *geometry)
     dw = cuda.device_array(w.shape, dtype=dy.dtype)
-    _launch_1d(backward_weight, int(np.prod(w.shape)), dy_d, x_d, dw, *geometry)
+    _launch_1d(backward_weight, dw.size, dy, x, dw, *geometry)
     db = None
     if has_bias:
         db = cuda.device_array(w.shape[:2], dtype=dy.dtype)
-        _launch_1d(backward_bias, w.shape[0] * w.shape[1], dy_d, db)
+        _launch_1d(backward_bias, db.size, dy, db)
     return _deliver(on_device, dx, dw, db)
 
 
@@ -226,13 +228,13 @@ def conv2d_backward(dy, x, w, stride, padding, dilation, groups, has_bias):
 def _matmul(a, bmat, dtype):
     """a (R, K) @ bmat (K, Q) on the device, one thread per output element."""
     out = cuda.device_array((a.shape[0], bmat.shape[1]), dtype=dtype)
-    _launch_1d(kernels.matmul_kernel(np.dtype(dtype)), out.shape[0] * out.shape[1], a, bmat, out)
+    _launch_1d(kernels.matmul_kernel(np.dtype(dtype)), out.size, a, bmat, out)
     return out
 
 
 def _flat(a, rows):
-    """Device view of ``a`` as (rows, -1) (``a`` is C-contiguous)."""
-    return a.reshape(rows, int(np.prod(a.shape)) // rows)
+    """Device view of the C-contiguous device array ``a`` as (rows, size / rows)."""
+    return a.reshape(rows, a.size // rows)
 
 
 def aggregate_forward(pi, weight, bias):
@@ -242,11 +244,12 @@ def aggregate_forward(pi, weight, bias):
     or device -> (W (N, C_out, Cg, kh, kw), b (N, C_out) or None), placed like weight.
     """
     on_device = _any_on_device(weight, bias)
+    weight, bias = to_device(weight), None if bias is None else to_device(bias)
     n, k = pi.shape
     dtype = np.result_type(pi.dtype, weight.dtype)
     pi_d = to_device(pi)
-    w_n = _matmul(pi_d, _flat(to_device(weight), k), dtype).reshape((n,) + weight.shape[1:])
-    b_n = None if bias is None else _matmul(pi_d, to_device(bias), dtype)
+    w_n = _matmul(pi_d, _flat(weight, k), dtype).reshape((n,) + tuple(weight.shape[1:]))
+    b_n = None if bias is None else _matmul(pi_d, bias, dtype)
     return _deliver(on_device, w_n, b_n)
 
 
@@ -257,17 +260,18 @@ def aggregate_backward(dw_n, db_n, pi, weight, bias):
     dweight[k] = sum_n pi[n,k] dW_n;   dbias[k] = sum_n pi[n,k] db_n
     """
     on_device = _any_on_device(dw_n, db_n, weight, bias)
+    dw_n, weight = to_device(dw_n), to_device(weight)
     n, k = pi.shape
     dtype = np.result_type(pi.dtype, weight.dtype)
     pi_d = to_device(pi)
-    dw_flat, w_flat = _flat(to_device(dw_n), n), _flat(to_device(weight), k)
+    dw_flat, w_flat = _flat(dw_n, n), _flat(weight, k)
     dpi = _matmul(dw_flat, w_flat.T, dtype).copy_to_host()
-    dweight = _matmul(pi_d.T, dw_flat, dtype).reshape(weight.shape)
+    dweight = _matmul(pi_d.T, dw_flat, dtype).reshape(tuple(weight.shape))
     dbias = None
     if bias is not None:
-        db_d, bias_d = to_device(db_n), to_device(bias)
-        dpi += _matmul(db_d, bias_d.T, dtype).copy_to_host()
-        dbias = _matmul(pi_d.T, db_d, dtype)
+        db_n, bias = to_device(db_n), to_device(bias)
+        dpi += _matmul(db_n, bias.T, dtype).copy_to_host()
+        dbias = _matmul(pi_d.T, db_n, dtype)
     dweight, dbias = _deliver(on_device, dweight, dbias)
     return dpi, dweight, dbias
 
@@ -275,9 +279,9 @@ def aggregate_backward(dw_n, db_n, pi, weight, bias):
 # -- the attention branch's global average pool ----------------------------------------
 def spatial_mean(x):
     """pooled[n, c] = mean_{h,w} x[n, c, h, w]: (N, C, H, W) -> host (N, C)."""
+    x = to_device(x)
     pooled = cuda.device_array(x.shape[:2], dtype=x.dtype)
-    _launch_1d(kernels.pooling_kernels(np.dtype(x.dtype))[0], x.shape[0] * x.shape[1],
-               to_device(x), pooled)
+    _launch_1d(kernels.pooling_kernels(np.dtype(x.dtype))[0], pooled.size, x, pooled)
     return pooled.copy_to_host()
 
 
@@ -286,9 +290,10 @@ def add_spatial_mean_grad(dx, dpooled):
 
     ``dx`` is a gradient this backend returned (device or host); ``dpooled`` is host.
     """
-    scaled = (np.asarray(dpooled) / (dx.shape[2] * dx.shape[3])).astype(dx.dtype, copy=False)
     dx_d = to_device(dx)
-    _launch_1d(kernels.pooling_kernels(np.dtype(dx.dtype))[1], int(np.prod(dx.shape)),
-               dx_d, to_device(scaled))
+    height, width = dx_d.shape[2], dx_d.shape[3]
+    scaled = (np.asarray(dpooled) / (height * width)).astype(dx_d.dtype, copy=False)
+    _launch_1d(kernels.pooling_kernels(np.dtype(dx_d.dtype))[1], dx_d.size, dx_d,
+               to_device(scaled))
     if not is_device_array(dx):
         dx_d.copy_to_host(dx)
