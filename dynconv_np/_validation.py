@@ -16,13 +16,19 @@ def is_host_array(a):
     return isinstance(a, np.ndarray)
 
 
+def is_device_array(a):
+    """True for CUDA device arrays: ``__cuda_array_interface__`` (CuPy, PyTorch, Numba) or a Numba
+    device array (``__cuda_ndarray__``; the CUDA simulator's arrays have only that one)."""
+    return hasattr(a, "__cuda_array_interface__") or bool(getattr(a, "__cuda_ndarray__", False))
+
+
 def check_float_array(a, name, ndim=None, finite=True):
     """Validate a floating array: type, ndim, dtype float32/float64, and (host arrays) finiteness.
 
     Device arrays (anything with ``__cuda_array_interface__``) are checked by shape and dtype
     only, since reading their values would cost a host round trip.
     """
-    if not is_host_array(a) and not hasattr(a, "__cuda_array_interface__"):
+    if not is_host_array(a) and not is_device_array(a):
         raise TypeError(f"{name} must be a numpy.ndarray (or a CUDA device array); "
                         f"received {type(a).__name__}")
     if ndim is not None and len(a.shape) != ndim:
