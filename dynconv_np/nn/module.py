@@ -9,6 +9,8 @@ running statistics). Containers list their sub-layers in ``children()``;
 """
 import numpy as np
 
+from .._validation import is_device_array
+
 
 class Module:
     """Stateful layer with explicit ``forward`` and ``backward``."""
@@ -36,8 +38,15 @@ class Module:
         self.grads[name] = np.zeros_like(value)
 
     def accumulate_grad(self, name, value):
-        """grads[name] += value (fan-out is correct by construction)."""
-        self.grads[name] += value
+        """grads[name] += value (fan-out is correct by construction).
+
+        A gradient kept on a CUDA device (its parameter was moved there) is added to on the device.
+        """
+        if is_device_array(self.grads[name]):
+            from ..backends import get_backend
+            get_backend("cuda").add_into(self.grads[name], value)
+        else:
+            self.grads[name] += value
 
     def children(self):
         """Direct sub-layers, in order (containers override this)."""
@@ -85,7 +94,8 @@ class Module:
         return cache
 
     def _check_dy(self, dy, expected_shape):
-        if not isinstance(dy, np.ndarray) or dy.shape != tuple(expected_shape):
+        if not (isinstance(dy, np.ndarray) or is_device_array(dy)) \
+                or tuple(dy.shape) != tuple(expected_shape):
             shape = getattr(dy, "shape", type(dy).__name__)
             raise ValueError(f"dy must have the shape of the last output {tuple(expected_shape)}; "
                              f"received {shape}")
