@@ -40,6 +40,7 @@ else:
     from . import cuda_kernels as kernels
 
 from .geometry import conv_output_shape
+from .._validation import is_device_array
 
 NAME = "cuda"
 
@@ -91,12 +92,7 @@ def _driver_complaint():
     return "the driver reports no device"
 
 
-# -- where arrays live -------------------------------------------------------------
-def is_device_array(a):
-    """True for Numba device arrays and objects with ``__cuda_array_interface__``."""
-    return bool(getattr(a, "__cuda_ndarray__", False)) or hasattr(a, "__cuda_array_interface__")
-
-
+# -- where arrays live (``is_device_array`` comes from the validation helpers) ------
 def to_device(a):
     """A Numba device array holding ``a``: a copy of a host array, a view of a device one."""
     if getattr(a, "__cuda_ndarray__", False):
@@ -124,6 +120,15 @@ def _view_foreign_device_array(obj):
     interface = dict(obj.__cuda_array_interface__, version=3)
     holder = type("_HostView", (), {"__array_interface__": interface})()
     return FakeCUDAArray(np.asarray(holder))
+
+
+def add_into(dst, src):
+    """In place, on the device: dst += src (same shape; ``dst`` a C-contiguous device array).
+
+    Layers use it to accumulate gradients of parameters kept on the device.
+    """
+    dst, src = to_device(dst), to_device(src)
+    _launch_1d(kernels.add_into, dst.size, dst.reshape(dst.size), src.reshape(src.size))
 
 
 def _any_on_device(*arrays):
@@ -258,8 +263,10 @@ def aggregate_backward(dw_n, db_n, pi, weight, bias):
 
     dpi[n,k] = <dW_n, weight[k]> + <db_n, bias[k]>
     dweight[k] = sum_n pi[n,k] dW_n;   dbias[k] = sum_n pi[n,k] db_n
+    dweight and dbias are placed like weight and bias (the parameters whose gradients they
+    are), so a layer accumulates them where it keeps the parameters.
     """
-    on_device = _any_on_device(dw_n, db_n, weight, bias)
+    on_device = _any_on_device(weight, bias)
     dw_n, weight = to_device(dw_n), to_device(weight)
     n, k = pi.shape
     dtype = np.result_type(pi.dtype, weight.dtype)

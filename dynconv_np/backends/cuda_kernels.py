@@ -339,6 +339,14 @@ def pooling_kernels(dtype):
     return spatial_mean, add_spatial_grad
 
 
+@cuda.jit
+def add_into(dst, src):
+    """dst[t] += src[t] for 1-D views of two arrays of one size, one thread per element."""
+    t = cuda.grid(1)
+    if t < dst.size:
+        dst[t] += src[t]
+
+
 def blocks_for(total, threads):
     """Blocks of ``threads`` needed to cover ``total`` elements (at least one)."""
     return max(1, math.ceil(total / threads))
