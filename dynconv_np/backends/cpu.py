@@ -53,12 +53,17 @@ _BLAS_CONTROLLER = []
 
 
 def _single_threaded_blas():
-    """Context in which BLAS (NumPy's and SciPy's) runs on one thread (threadpoolctl)."""
+    """Context in which BLAS (NumPy's and SciPy's, which jitted code calls) uses one thread.
+
+    Uses threadpoolctl when it is installed; without it BLAS keeps its threads (correct,
+    but slower when called from Numba's threads).
+    """
     try:
         from threadpoolctl import ThreadpoolController
     except ImportError:
         return contextlib.nullcontext()
     if not _BLAS_CONTROLLER:
+        ensure_available()  # loads SciPy's BLAS, so that the controller sees it
         _BLAS_CONTROLLER.append(ThreadpoolController())
     return _BLAS_CONTROLLER[0].limit(limits=1, user_api="blas")
 
@@ -150,37 +155,41 @@ def _gemm_conv_forward(x, w, b, y, cols_buf, prod_buf, kh, kw, out_w, stride, pa
 
 
 @njit(cache=True, parallel=True)
-def _gemm_conv_backward(dy, x, w, dx, dw_slots, cols_buf, dcols_buf, dw_buf, kh, kw, out_w,
-                        stride, padding, dilation):
-    """dx and dW of ``_gemm_conv_forward``, one (sample, group) per unit.
+def _gemm_conv_backward(dy, x, w, dx, dw_slots, cols_buf, dw_buf, kh, kw, out_w, stride,
+                        padding, dilation):
+    """dx and dW of ``_gemm_conv_forward``: two units per (sample, group), one for each.
 
-    Blocked by (sample, group): the unit's whole im2col matrix and its gradient sit in the
-    thread's scratch (cols_buf[t], dcols_buf[t]); the unit owns dx[n, g] (col2im
-    scatter-adds into it). dW lands in dw_slots[slot, g], slot = n when the kernels are
-    per sample (Nw = N) or the thread (Nw = 1: per-thread partial sums, reduced by the
-    caller). dy (N, G, Cog, P); x, dx (N, G, Cg, H, W); w (Nw, G, Cog, D); dw_buf[t] (Cog, D).
+    Blocked by (sample, group), and split into a weight-gradient unit and an input-gradient
+    unit so that even one sample keeps two threads busy. Each unit holds the whole im2col
+    matrix of its (sample, group) (or its gradient) in the thread's scratch cols_buf[t]:
+        weight unit: cols = im2col(x[n, g]);  dW += dy[n, g] @ cols^T
+        input unit:  cols = W[n, g]^T @ dy[n, g];  dx[n, g] = col2im(cols)  (owns dx[n, g])
+    dW accumulates into dw_slots[slot, g]: slot = n when the kernels are per sample
+    (Nw = N), or the thread (Nw = 1: per-thread partial sums that the caller reduces).
+    dy (N, G, Cog, P); x, dx (N, G, Cg, H, W); w (Nw, G, Cog, D); dw_buf[t] (Cog, D).
     """
     n_batch, n_groups = x.shape[0], x.shape[1]
     n_out, depth, pixels = w.shape[2], w.shape[3], dy.shape[3]
+    out_h = pixels // out_w
     per_sample = w.shape[0] > 1 or n_batch == 1
-    for unit in prange(n_batch * n_groups):
-        n, g = unit // n_groups, unit % n_groups
+    for unit in prange(2 * n_batch * n_groups):
+        n, g = unit // 2 // n_groups, unit // 2 % n_groups
         thread = numba.get_thread_id()
         wn = n if w.shape[0] > 1 else 0
-        slot = n if per_sample else thread
         cols = cols_buf[thread, :depth * pixels].reshape(depth, pixels)
-        dcols = dcols_buf[thread, :depth * pixels].reshape(depth, pixels)
-        dw_unit = dw_buf[thread]
-        _patch_columns(x[n, g], cols, 0, pixels // out_w, out_w, kh, kw, stride, padding,
-                       dilation, False)
-        np.dot(dy[n, g], cols.T, dw_unit)
-        dw_slot = dw_slots[slot, g]
-        for o in range(n_out):
-            for q in range(depth):
-                dw_slot[o, q] += dw_unit[o, q]
-        np.dot(w[wn, g].T, dy[n, g], dcols)
-        _patch_columns(dx[n, g], dcols, 0, pixels // out_w, out_w, kh, kw, stride, padding,
-                       dilation, True)
+        if unit % 2 == 0:
+            _patch_columns(x[n, g], cols, 0, out_h, out_w, kh, kw, stride, padding, dilation,
+                           False)
+            dw_unit = dw_buf[thread]
+            np.dot(dy[n, g], cols.T, dw_unit)
+            dw_slot = dw_slots[n if per_sample else thread, g]
+            for o in range(n_out):
+                for q in range(depth):
+                    dw_slot[o, q] += dw_unit[o, q]
+        else:
+            np.dot(w[wn, g].T, dy[n, g], cols)
+            _patch_columns(dx[n, g], cols, 0, out_h, out_w, kh, kw, stride, padding, dilation,
+                           True)
 
 
 # ----------------------------------------------------------------------------------------
@@ -342,20 +351,83 @@ def conv2d_backward(dy, x, w, stride, padding, dilation, groups, has_bias):
     shared = nw == 1 and n != 1
     dw_slots = np.zeros((slots if shared else nw, groups, c_out_group, depth), x.dtype)
     cols_buf = np.empty((slots, depth * out_h * out_w), x.dtype)
-    dcols_buf = np.empty_like(cols_buf)
     dw_buf = np.empty((slots, c_out_group, depth), x.dtype)
     with _single_threaded_blas():
         _gemm_conv_backward(dy.reshape(n, groups, c_out_group, out_h * out_w),
                             x.reshape((n, groups, c_group) + x.shape[2:]),
                             w.reshape(nw, groups, c_out_group, depth),
                             dx.reshape((n, groups, c_group) + x.shape[2:]), dw_slots,
-                            cols_buf, dcols_buf, dw_buf, kh, kw, out_w, stride, padding,
-                            dilation)
+                            cols_buf, dw_buf, kh, kw, out_w, stride, padding, dilation)
     dw = dw_slots.sum(axis=0, keepdims=True) if shared else dw_slots
     return dx, dw.reshape(w.shape), db
 
 
-aggregate_forward = reference.aggregate_forward
-aggregate_backward = reference.aggregate_backward
+# ----------------------------------------------------------------------------------------
+# Kernel aggregation (paper section 3.1): memory-bound mixes of K kernels
+
+_MIX_CHUNK = 4096  # elements per work unit: a few units per kernel row keep both threads busy
+
+
+@njit(cache=True, parallel=True)
+def _mix_rows(coefficients, rows, out):
+    """out[n, f] = sum_k coefficients[n, k] rows[k, f].
+
+    Blocked into chunks of _MIX_CHUNK columns, one (output row, chunk) per unit; each
+    unit streams its K input chunks with a contiguous (vectorised) inner loop.
+    """
+    n_out, n_terms = coefficients.shape
+    width = rows.shape[1]
+    n_chunks = (width + _MIX_CHUNK - 1) // _MIX_CHUNK
+    for unit in prange(n_out * n_chunks):
+        n, chunk = unit // n_chunks, unit % n_chunks
+        lo, hi = chunk * _MIX_CHUNK, min(width, (chunk + 1) * _MIX_CHUNK)
+        target = out[n]
+        for f in range(lo, hi):
+            target[f] = coefficients[n, 0] * rows[0, f]
+        for k in range(1, n_terms):
+            for f in range(lo, hi):
+                target[f] += coefficients[n, k] * rows[k, f]
+
+
+@njit(cache=True, parallel=True)
+def _row_inner_products(a, b, out):
+    """out[n, k] = <a[n], b[k]>: one row of a per unit, a BLAS matrix-vector product."""
+    for n in prange(a.shape[0]):
+        np.dot(b, a[n], out[n])
+
+
+def aggregate_forward(pi, weight, bias):
+    """W_n = sum_k pi[n,k] weight[k];  b_n = sum_k pi[n,k] bias[k]  (paper eq. 1, 3.1).
+
+    pi (N, K), weight (K, ...), bias (K, C_out) or None -> (W (N, ...), b (N, C_out) or None).
+    """
+    k = weight.shape[0]
+    w_n = np.empty((pi.shape[0],) + weight.shape[1:], np.result_type(pi, weight))
+    _mix_rows(pi, weight.reshape(k, -1), w_n.reshape(pi.shape[0], -1))
+    b_n = None if bias is None else pi @ bias
+    return w_n, b_n
+
+
+def aggregate_backward(dw_n, db_n, pi, weight, bias):
+    """Gradients of ``aggregate_forward``.
+
+    dpi[n,k] = <dW_n, weight[k]> + <db_n, bias[k]>
+    dweight[k] = sum_n pi[n,k] dW_n;   dbias[k] = sum_n pi[n,k] db_n
+    """
+    n, k = pi.shape
+    dw_flat = dw_n.reshape(n, -1)
+    w_flat = weight.reshape(k, -1)
+    dpi = np.empty((n, k), np.result_type(dw_n, weight))
+    dweight = np.empty(weight.shape, np.result_type(pi, dw_n))
+    with _single_threaded_blas():
+        _row_inner_products(dw_flat, w_flat, dpi)
+    _mix_rows(np.ascontiguousarray(pi.T), dw_flat, dweight.reshape(k, -1))
+    dbias = None
+    if bias is not None:
+        dpi += db_n @ bias.T
+        dbias = pi.T @ db_n
+    return dpi, dweight, dbias
+
+
 spatial_mean = reference.spatial_mean
 add_spatial_mean_grad = reference.add_spatial_mean_grad
