@@ -1,0 +1,140 @@
+"""SGD: the update rule (plain, momentum, Nesterov), weight-decay selection, state, errors."""
+import numpy as np
+import pytest
+
+from dynconv_np.nn import Module
+from dynconv_np.train.optim import SGD, decays
+
+
+class _Norm(Module):
+    """Stands in for BatchNorm: 1-D 'weight' and 'bias'."""
+
+    def __init__(self, dtype):
+        super().__init__()
+        self.add_param("weight", np.ones(3, dtype=dtype))
+        self.add_param("bias", np.zeros(3, dtype=dtype))
+
+
+class _Net(Module):
+    """A conv-like 'weight' (2-D), a 'bias', a dynamic-style (K, C_out) 'bias' bank, a norm child."""
+
+    def __init__(self, dtype=np.float64):
+        super().__init__()
+        self.add_param("weight", np.full((2, 3), 2.0, dtype=dtype))
+        self.add_param("bias", np.full(2, 2.0, dtype=dtype))
+        self.add_param("fc1_bias", np.full(2, 2.0, dtype=dtype))
+        self.add_param("bank_bias", np.full((4, 2), 2.0, dtype=dtype))
+        self.norm = _Norm(dtype)
+
+    def children(self):
+        return [self.norm]
+
+
+def _set_grads(net, value):
+    for _, _, grad in net.named_parameters():
+        grad[...] = value
+
+
+def test_plain_sgd_step():
+    net = _Net()
+    _set_grads(net, 0.5)
+    SGD(net, lr=0.1).step()
+    np.testing.assert_allclose(net.params["weight"], 2.0 - 0.05)
+    np.testing.assert_allclose(net.norm.params["weight"], 1.0 - 0.05)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_momentum_with_constant_gradient(nesterov):
+    # With a constant gradient g the buffer after t steps is v_t = g (1 + mu + ... + mu^(t-1));
+    # classical momentum moves by v_t, Nesterov by g + mu v_t.
+    lr, mu, g = 0.1, 0.9, 0.5
+    net = _Net()
+    optimizer = SGD(net, lr=lr, momentum=mu, nesterov=nesterov)
+    moved = 0.0
+    for t in range(1, 4):
+        _set_grads(net, g)
+        optimizer.step()
+        v = g * sum(mu ** i for i in range(t))
+        moved += lr * (g + mu * v if nesterov else v)
+    np.testing.assert_allclose(net.params["weight"], 2.0 - moved, rtol=1e-14)
+
+
+def test_weight_decay_skips_biases_and_one_dimensional_params():
+    net = _Net()
+    _set_grads(net, 0.0)
+    SGD(net, lr=0.1, weight_decay=0.01).step()
+    np.testing.assert_allclose(net.params["weight"], 2.0 * (1 - 0.1 * 0.01), rtol=1e-15)
+    for name in ("bias", "fc1_bias", "bank_bias"):
+        np.testing.assert_array_equal(net.params[name], 2.0)
+    np.testing.assert_array_equal(net.norm.params["weight"], 1.0)
+
+
+def test_decay_rule():
+    assert decays("3.weight", np.zeros((4, 2, 3, 3)))
+    assert decays("1.fc2_weight", np.zeros((4, 2)))
+    assert not decays("3.bias", np.zeros((4, 2)))
+    assert not decays("2.weight", np.zeros(8))       # BatchNorm gamma
+    assert not decays("1.fc1_bias", np.zeros(2))
+
+
+def test_minimises_a_quadratic():
+    # f(w) = 0.5 |w - a|^2 has gradient w - a; Nesterov SGD must converge to a.
+    net = _Net()
+    target = np.arange(6.0).reshape(2, 3)
+    optimizer = SGD(net, lr=0.1, momentum=0.9, nesterov=True)
+    for _ in range(300):
+        net.zero_grad()
+        net.grads["weight"] += net.params["weight"] - target
+        optimizer.step()
+    np.testing.assert_allclose(net.params["weight"], target, atol=1e-8)
+
+
+def test_updates_in_place_and_keeps_float32():
+    net = _Net(np.float32)
+    weight = net.params["weight"]
+    _set_grads(net, 0.25)
+    optimizer = SGD(net, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
+    optimizer.step()
+    optimizer.step()
+    assert net.params["weight"] is weight and weight.dtype == np.float32
+    assert all(v.dtype == np.float32 for v in optimizer.velocity.values())
+
+
+def test_state_dict_round_trip_continues_identically():
+    def run(restore_midway):
+        net = _Net()
+        optimizer = SGD(net, lr=0.1, momentum=0.9)
+        for step in range(4):
+            if restore_midway and step == 2:
+                state = optimizer.state_dict()
+                optimizer = SGD(net, lr=0.1, momentum=0.9)
+                optimizer.load_state_dict(state)
+            _set_grads(net, 0.1 * (step + 1))
+            optimizer.step()
+        return net.params["weight"].copy()
+
+    np.testing.assert_array_equal(run(False), run(True))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(lr=0.0), "lr must be > 0"),
+    (dict(lr=0.1, momentum=1.0), r"momentum must be in \[0, 1\)"),
+    (dict(lr=0.1, nesterov=True), "nesterov=True needs momentum > 0"),
+    (dict(lr=0.1, weight_decay=-1.0), "weight_decay must be >= 0"),
+])
+def test_bad_hyperparameters_are_named(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SGD(_Net(), **kwargs)
+
+
+def test_model_without_parameters_is_refused():
+    with pytest.raises(ValueError, match="no parameters"):
+        SGD(Module(), lr=0.1)
+
+
+def test_load_state_dict_rejects_mismatch():
+    optimizer = SGD(_Net(), lr=0.1, momentum=0.9)
+    with pytest.raises(ValueError, match="unknown parameters"):
+        optimizer.load_state_dict({"nope": np.zeros(2)})
+    with pytest.raises(ValueError, match=r"'weight' must have shape \(2, 3\)"):
+        optimizer.load_state_dict({"weight": np.zeros(3)})
