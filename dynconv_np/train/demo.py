@@ -69,9 +69,10 @@ def _positive_int(text):
     return value
 
 
-def run(args, out=sys.stdout):
-    """Train and evaluate both networks for every seed; return {name: list of per-seed results}."""
-    dataset = load_dataset(args.dataset, args.data_dir)
+def run(args, dataset, out=None):
+    """Train and evaluate both networks for every seed; return {name: list of per-seed results}
+    (each a dict with the trained "model" and its "history")."""
+    out = sys.stdout if out is None else out
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          anneal_epochs=None if args.no_anneal else args.anneal_epochs)
     print(f"dataset {dataset.name}: {len(dataset.x_train)} train / {len(dataset.x_test)} test "
@@ -91,7 +92,7 @@ def run(args, out=sys.stdout):
             history = fit(model, dataset, config, seed=seed, progress=not args.no_progress,
                           description=f"{name:<7} seed {seed}")
             results[name].append({"model": model, "history": history})
-    return dataset, results
+    return results
 
 
 def format_table(dataset, results):
@@ -112,7 +113,7 @@ def format_table(dataset, results):
     lines.append("")
     for name, runs in results.items():
         per_seed = ", ".join(f"{100 * r['history'].final['test_acc']:.1f}" for r in runs)
-        lines.append(f"{name} test accuracy per seed: {per_seed}")
+        lines.append(f"test accuracy % per seed, {name}: {per_seed}")
     return "\n".join(lines)
 
 
@@ -122,9 +123,14 @@ def _mean_std(values):
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     start = time.perf_counter()
-    dataset, results = run(args)
+    try:
+        dataset = load_dataset(args.dataset, args.data_dir)
+    except (OSError, ValueError) as error:          # missing or malformed data: say which file
+        parser.error(str(error))
+    results = run(args, dataset)
     print(format_table(dataset, results))
     print(f"total wall time {time.perf_counter() - start:.0f} s "
           f"(std: sample standard deviation over seeds; train acc: last epoch's running accuracy)")
