@@ -30,7 +30,7 @@ def _tap_slices(i, j, out_h, out_w, stride, dilation):
             slice(c0, c0 + stride[1] * (out_w - 1) + 1, stride[1]))
 
 
-def _im2col(x, kh, kw, out_h, out_w, stride, padding, dilation, groups):
+def im2col(x, kh, kw, out_h, out_w, stride, padding, dilation, groups):
     """cols (N, G, Cg*kh*kw, H_out*W_out) for x (N, C_in, H, W)."""
     n, c_in = x.shape[:2]
     x_pad = np.pad(x, ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2))
@@ -42,8 +42,8 @@ def _im2col(x, kh, kw, out_h, out_w, stride, padding, dilation, groups):
     return cols.reshape(n, groups, (c_in // groups) * kh * kw, out_h * out_w)
 
 
-def _col2im(dcols, x_shape, kh, kw, out_h, out_w, stride, padding, dilation):
-    """Adjoint of ``_im2col``: scatter-add columns back onto the input grid."""
+def col2im(dcols, x_shape, kh, kw, out_h, out_w, stride, padding, dilation):
+    """Adjoint of ``im2col``: scatter-add columns back onto the input grid."""
     n, c_in, h, w = x_shape
     dcols = dcols.reshape(n, c_in, kh, kw, out_h, out_w)
     dx_pad = np.zeros((n, c_in, h + 2 * padding[0], w + 2 * padding[1]), dtype=dcols.dtype)
@@ -63,7 +63,7 @@ def _grouped_weight(w, groups):
 def conv2d_forward(x, w, b, stride, padding, dilation, groups):
     """y (N, C_out, H_out, W_out) = per-sample (or shared) convolution of x with w, plus b."""
     n, c_out, out_h, out_w = conv_output_shape(x.shape, w.shape, stride, padding, dilation)
-    cols = _im2col(x, w.shape[3], w.shape[4], out_h, out_w, stride, padding, dilation, groups)
+    cols = im2col(x, w.shape[3], w.shape[4], out_h, out_w, stride, padding, dilation, groups)
     y = np.matmul(_grouped_weight(w, groups), cols).reshape(n, c_out, out_h, out_w)
     if b is not None:
         y += b[:, :, None, None]
@@ -74,11 +74,11 @@ def conv2d_backward(dy, x, w, stride, padding, dilation, groups, has_bias):
     """(dx, dw, db) of ``conv2d_forward``; dw has w's shape, db is (Nw, C_out) or None."""
     n, c_out, out_h, out_w = dy.shape
     nw, kh, kw = w.shape[0], w.shape[3], w.shape[4]
-    cols = _im2col(x, kh, kw, out_h, out_w, stride, padding, dilation, groups)
+    cols = im2col(x, kh, kw, out_h, out_w, stride, padding, dilation, groups)
     dy_g = dy.reshape(n, groups, c_out // groups, out_h * out_w)
     dw = np.matmul(dy_g, cols.swapaxes(-1, -2))
     dcols = np.matmul(_grouped_weight(w, groups).swapaxes(-1, -2), dy_g)
-    dx = _col2im(dcols, x.shape, kh, kw, out_h, out_w, stride, padding, dilation)
+    dx = col2im(dcols, x.shape, kh, kw, out_h, out_w, stride, padding, dilation)
     db = dy.sum(axis=(2, 3)) if has_bias else None
     if nw == 1 and n != 1:
         dw = dw.sum(axis=0, keepdims=True)

@@ -21,7 +21,7 @@ import numpy as np
 
 from .._validation import as_pair, check_float_array
 from ..backends.geometry import conv_output_size
-from ..backends.reference import _col2im, _im2col
+from ..backends.reference import col2im, im2col
 
 _NO_DILATION = (1, 1)
 
@@ -55,13 +55,13 @@ def _windows(x, kernel_size, stride, padding, pad_value):
                     zip((height, width), kernel_size, stride, padding))
     x_pad = np.pad(x, ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2),
                    constant_values=pad_value)
-    cols = _im2col(x_pad, *kernel_size, out_h, out_w, stride, (0, 0), _NO_DILATION, 1)
+    cols = im2col(x_pad, *kernel_size, out_h, out_w, stride, (0, 0), _NO_DILATION, 1)
     return cols.reshape(n, c, kernel_size[0] * kernel_size[1], out_h, out_w), out_h, out_w
 
 
 def _scatter(dtaps, cache):
     """Adjoint of ``_windows``: add each tap's gradient back onto its input position."""
-    dx = _col2im(dtaps, cache["x_shape"], *cache["kernel_size"], *cache["out_hw"],
+    dx = col2im(dtaps, cache["x_shape"], *cache["kernel_size"], *cache["out_hw"],
                  cache["stride"], cache["padding"], _NO_DILATION)
     return np.ascontiguousarray(dx)
 

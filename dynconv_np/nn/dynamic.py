@@ -11,10 +11,9 @@ narrow inputs (C_in = 3 for an RGB input layer would otherwise give 0).
 """
 import numpy as np
 
+from ._layer import Layer, check_bias_flag, check_layer_input, layer_dtype
 from .init import make_rng, uniform_fan_in
-from .module import Module
-from .._validation import (FLOAT_DTYPES, as_pair, check_float_array, check_positive_int,
-                           check_temperature)
+from .._validation import as_pair, check_positive_int, check_temperature
 from ..backends import DEFAULT_BACKEND, get_backend
 from ..functional.conv import check_conv_channels, conv_geometry
 from ..functional.dynamic_conv import dynamic_conv2d_backward, dynamic_conv2d_forward
@@ -26,15 +25,14 @@ def attention_hidden(in_channels, reduction, min_hidden):
     return max(in_channels // reduction, min_hidden)
 
 
-class _DynamicBase(Module):
+class _DynamicBase(Layer):
     """Shared state of dynamic layers: K kernels, attention FCs, temperature, last attention."""
 
     def __init__(self, in_features, out_features, kernel_shape, fan_in, bias, num_kernels,
                  reduction, min_hidden, temperature, dtype, rng):
         super().__init__()
-        dtype = np.dtype(dtype)
-        if dtype not in FLOAT_DTYPES:
-            raise TypeError(f"dtype must be float32 or float64; received {dtype}")
+        dtype = layer_dtype(dtype)
+        bias = check_bias_flag(bias)
         self.num_kernels = check_positive_int(num_kernels, "num_kernels")
         reduction = check_positive_int(reduction, "reduction")
         self.hidden = attention_hidden(in_features, reduction,
@@ -51,7 +49,6 @@ class _DynamicBase(Module):
         self.add_param("fc2_weight", uniform_fan_in(rng, (k, self.hidden), self.hidden, dtype))
         self.add_param("fc2_bias", uniform_fan_in(rng, (k,), self.hidden, dtype))
         self.attention = None
-        self._cache = None
 
     @property
     def temperature(self):
@@ -62,25 +59,12 @@ class _DynamicBase(Module):
     def temperature(self, value):
         self._temperature = check_temperature(value)
 
-    def _check_input(self, x, ndim, features):
-        check_float_array(x, "x", ndim=ndim)
-        if x.shape[1] != features:
-            raise ValueError(f"x must have {features} channels/features on axis 1 (layer built "
-                             f"for in={features}); received shape {tuple(x.shape)}")
-        if np.dtype(x.dtype) != self.dtype:
-            raise TypeError(f"x has dtype {np.dtype(x.dtype)} but the layer's parameters are "
-                            f"{self.dtype}; build the layer with dtype={np.dtype(x.dtype).name} "
-                            "or cast x")
-
     def _store(self, y, cache):
-        self._cache = cache
         self.attention = cache["pi"]
-        return y
+        return self._remember(y, cache)
 
     def _backward_with(self, backward_fn, dy):
-        cache = self._require_cache(self._cache)
-        self._check_dy(dy, self._y_shape)
-        dx, grads = backward_fn(dy, cache)
+        dx, grads = backward_fn(dy, self._recall(dy))
         for name, grad in grads.items():
             self.accumulate_grad(name, grad)
         return dx
@@ -118,10 +102,9 @@ class DynamicConv2d(_DynamicBase):
                          min_hidden, temperature, dtype, rng)
 
     def forward(self, x):
-        self._check_input(x, 4, self.in_channels)
+        check_layer_input(self, x, 4, self.in_channels)
         y, cache = dynamic_conv2d_forward(x, self.params, self.temperature, self.stride,
                                           self.padding, self.dilation, self.groups, self.backend)
-        self._y_shape = tuple(y.shape)
         return self._store(y, cache)
 
     def backward(self, dy):
@@ -150,9 +133,8 @@ class DynamicLinear(_DynamicBase):
                          num_kernels, reduction, min_hidden, temperature, dtype, rng)
 
     def forward(self, x):
-        self._check_input(x, 2, self.in_features)
+        check_layer_input(self, x, 2, self.in_features)
         y, cache = dynamic_linear_forward(x, self.params, self.temperature)
-        self._y_shape = tuple(y.shape)
         return self._store(y, cache)
 
     def backward(self, dy):
