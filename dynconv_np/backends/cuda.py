@@ -10,13 +10,20 @@ Where the data lives
 --------------------
 Every function accepts host NumPy arrays and device arrays: Numba device arrays and
 any object that exports ``__cuda_array_interface__`` (CuPy, PyTorch CUDA tensors),
-which is viewed in place, without a copy. If any array argument is on the device,
-the results stay on the device (as Numba device arrays; ``cupy.asarray`` views them
-without a copy) and nothing makes a host round trip; if all are host arrays they are
-copied in and the results copied back as NumPy arrays. The attention weights ``pi``
-and ``dpi`` and the pooled means are host arrays as the contract says: the attention
-branch (two tiny fully connected layers on (N, C) values) runs on the host, so per
-layer only N x C means go down and N x K weights go up and down.
+which is viewed in place, without a copy. Host arrays are copied in. Results on the
+device are Numba device arrays (``cupy.asarray`` views them without a copy); results
+for the host are copied back as NumPy arrays. Where each result goes:
+
+* a forward result (y, and W_n, b_n of the aggregation) stays on the device when an
+  input it is computed from is there (for W_n, b_n: the parameters weight, bias);
+* a gradient is placed like the array it is the gradient of: dx like x, dw and db like
+  w, dweight and dbias like weight and bias. A layer thus accumulates each parameter
+  gradient where it keeps the parameter, and with everything on the device nothing
+  makes a host round trip.
+
+The attention weights ``pi`` and ``dpi`` and the pooled means are host arrays, as the
+contract says: the attention branch (two tiny fully connected layers on (N, C) values)
+runs on the host, so per layer only N x C means go down and N x K weights go up and down.
 
 Without a GPU
 -------------
@@ -206,7 +213,8 @@ def _forward_naive(x, w, b, stride, padding, dilation, groups):
 
 
 def conv2d_backward(dy, x, w, stride, padding, dilation, groups, has_bias):
-    """(dx, dw, db) of the convolution, each element gathered by one thread.
+    """(dx, dw, db) of the convolution, each element gathered by one thread; dx is placed like
+    x, dw and db like w (the module docstring says why).
 
     dx[n,ci,ih,iw] = sum_{co in g, i, j: ih = oh s0 - p0 + i d0, iw = ow s1 - p1 + j d1}
                      dy[n,co,oh,ow] w[nw,co,c,i,j]
@@ -214,7 +222,7 @@ def conv2d_backward(dy, x, w, stride, padding, dilation, groups, has_bias):
     db[nw,co]       = sum_{n of nw, oh, ow} dy[n,co,oh,ow]
     where "n of nw" is n = nw for per-sample kernels and the whole batch for a shared one.
     """
-    on_device = _any_on_device(dy, x, w)
+    x_on_device, w_on_device = _any_on_device(x), _any_on_device(w)
     dy, x, w = to_device(dy), to_device(x), to_device(w)
     _, backward_input, backward_weight, backward_bias = kernels.naive_kernels(np.dtype(dy.dtype))
     geometry = (*stride, *padding, *dilation, groups)
@@ -226,14 +234,17 @@ def conv2d_backward(dy, x, w, stride, padding, dilation, groups, has_bias):
     if has_bias:
         db = cuda.device_array(w.shape[:2], dtype=dy.dtype)
         _launch_1d(backward_bias, db.size, dy, db)
-    return _deliver(on_device, dx, dw, db)
+    return _deliver(x_on_device, dx), _deliver(w_on_device, dw), _deliver(w_on_device, db)
 
 
 # -- kernel aggregation (paper section 3.1) -------------------------------------------
-def _matmul(a, bmat, dtype):
-    """a (R, K) @ bmat (K, Q) on the device, one thread per output element."""
-    out = cuda.device_array((a.shape[0], bmat.shape[1]), dtype=dtype)
-    _launch_1d(kernels.matmul_kernel(np.dtype(dtype)), out.size, a, bmat, out)
+def _matmul(a, bmat, dtype, a_transposed=False, b_transposed=False):
+    """A @ B on the device, A = a or a^T, B = bmat or bmat^T; one thread per output element."""
+    shape = (a.shape[1] if a_transposed else a.shape[0],
+             bmat.shape[0] if b_transposed else bmat.shape[1])
+    out = cuda.device_array(shape, dtype=dtype)
+    _launch_1d(kernels.matmul_kernel(np.dtype(dtype)), out.size, a, bmat, out,
+               a_transposed, b_transposed)
     return out
 
 
@@ -248,7 +259,7 @@ def aggregate_forward(pi, weight, bias):
     pi (N, K) host; weight (K, C_out, Cg, kh, kw), bias (K, C_out) or None, on host
     or device -> (W (N, C_out, Cg, kh, kw), b (N, C_out) or None), placed like weight.
     """
-    on_device = _any_on_device(weight, bias)
+    on_device = _any_on_device(weight, bias)   # W_n and b_n are placed like the parameters
     weight, bias = to_device(weight), None if bias is None else to_device(bias)
     n, k = pi.shape
     dtype = np.result_type(pi.dtype, weight.dtype)
@@ -263,22 +274,20 @@ def aggregate_backward(dw_n, db_n, pi, weight, bias):
 
     dpi[n,k] = <dW_n, weight[k]> + <db_n, bias[k]>
     dweight[k] = sum_n pi[n,k] dW_n;   dbias[k] = sum_n pi[n,k] db_n
-    dweight and dbias are placed like weight and bias (the parameters whose gradients they
-    are), so a layer accumulates them where it keeps the parameters.
     """
-    on_device = _any_on_device(weight, bias)
+    on_device = _any_on_device(weight, bias)   # like the parameters (see the module docstring)
     dw_n, weight = to_device(dw_n), to_device(weight)
     n, k = pi.shape
     dtype = np.result_type(pi.dtype, weight.dtype)
     pi_d = to_device(pi)
     dw_flat, w_flat = _flat(dw_n, n), _flat(weight, k)
-    dpi = _matmul(dw_flat, w_flat.T, dtype).copy_to_host()
-    dweight = _matmul(pi_d.T, dw_flat, dtype).reshape(tuple(weight.shape))
+    dpi = _matmul(dw_flat, w_flat, dtype, b_transposed=True).copy_to_host()
+    dweight = _matmul(pi_d, dw_flat, dtype, a_transposed=True).reshape(tuple(weight.shape))
     dbias = None
     if bias is not None:
         db_n, bias = to_device(db_n), to_device(bias)
-        dpi += _matmul(db_n, bias.T, dtype).copy_to_host()
-        dbias = _matmul(pi_d.T, db_n, dtype)
+        dpi += _matmul(db_n, bias, dtype, b_transposed=True).copy_to_host()
+        dbias = _matmul(pi_d, db_n, dtype, a_transposed=True)
     dweight, dbias = _deliver(on_device, dweight, dbias)
     return dpi, dweight, dbias
 

@@ -279,25 +279,28 @@ def tiled_shared_elements(tile, kernel_shape, stride, dilation, co_block, ci_chu
 
 @functools.lru_cache(maxsize=None)
 def matmul_kernel(dtype):
-    """out[r, q] = sum_k a[r, k] bmat[k, q], one thread per output element.
+    """out[r, q] = sum_k A[r, k] B[k, q], one thread per output element.
 
-    A 1-D grid covers out (R, Q) row-major: thread t owns out[t // Q, t % Q] and
-    reads a row of ``a`` and a column of ``bmat``; no shared memory. The aggregation
-    products are thin (one side is K = 4 long, or the output is only N x K), so this
-    simple form serves all of them, with ``a``/``bmat`` passed as transposed views
-    where needed.
+    A is ``a`` or, when ``a_transposed``, ``a``'s transpose (read as a[k, r]); likewise B
+    and ``bmat``. Reading the transpose by index spares a transposed copy on the device.
+    A 1-D grid covers out (R, Q) row-major: thread t owns out[t // Q, t % Q] and reads a
+    row of A and a column of B; no shared memory. The aggregation products are thin (one
+    side is K = 4 long, or the output is only N x K), so this simple form serves them all.
     """
     real = _scalar(dtype)
 
     @cuda.jit
-    def matmul(a, bmat, out):
+    def matmul(a, bmat, out, a_transposed, b_transposed):
         t = cuda.grid(1)
         rows, cols = out.shape
         if t < rows * cols:
             r, q = t // cols, t % cols
+            inner = a.shape[0] if a_transposed else a.shape[1]
             acc = real(0)
-            for k in range(a.shape[1]):
-                acc += a[r, k] * bmat[k, q]
+            for k in range(inner):
+                a_rk = a[k, r] if a_transposed else a[r, k]
+                b_kq = bmat[q, k] if b_transposed else bmat[k, q]
+                acc += a_rk * b_kq
             out[r, q] = acc
 
     return matmul

@@ -152,7 +152,7 @@ _COMPILE_TO_PTX = """
         checks = [(backward_input, (a(4), a(5), a(4)) + geometry),
                   (backward_weight, (a(4), a(4), a(5)) + geometry),
                   (backward_bias, (a(4), a(2))),
-                  (kernels.matmul_kernel(dt), (a(2, "A"), a(2, "A"), a(2)))]
+                  (kernels.matmul_kernel(dt), (a(2), a(2), a(2), types.boolean, types.boolean))]
         checks += [(kernel, (a(4), a(2))) for kernel in kernels.pooling_kernels(dt)]
         for bias in (a(2), types.none):
             checks.append((forward, (a(4), a(5), bias, a(4)) + geometry))

@@ -252,6 +252,19 @@ def test_convolution_of_device_arrays_stays_on_device(wrap, transfers):
         np.testing.assert_allclose(got.copy_to_host(), want, rtol=1e-12, atol=1e-12)
 
 
+def test_gradients_are_placed_like_the_arrays_they_belong_to():
+    """dx goes where x is, dw and db where w is (a layer accumulates them next to its params)."""
+    x, w, b, dy, geometry = conv_problem()
+    want = reference.conv2d_backward(dy, x, w, *geometry, True)
+    x_d, w_d, dy_d = (cuda_backend.to_device(a) for a in (x, w, dy))
+    for arguments, dx_on_device in (((dy_d, x_d, w), True), ((dy, x, w_d), False)):
+        dx, dw, db = cuda_backend.conv2d_backward(*arguments, *geometry, True)
+        assert isinstance(dx, np.ndarray) != dx_on_device
+        assert isinstance(dw, np.ndarray) == isinstance(db, np.ndarray) == dx_on_device
+        for got, expected in zip((dx, dw, db), want):
+            np.testing.assert_allclose(cuda_backend.to_host(got), expected, rtol=1e-12, atol=1e-12)
+
+
 @on_device
 def test_aggregation_and_pooling_of_device_arrays_move_only_the_attention(wrap, transfers):
     """Only pi (N, K) goes up, dpi (N, K) and the pooled means (N, C) come down."""
@@ -299,3 +312,56 @@ def test_host_inputs_are_not_modified():
 
 def test_get_backend_returns_this_module():
     assert get_backend("cuda") is cuda_backend and cuda_backend.NAME == "cuda"
+
+
+# -- the layer end to end ------------------------------------------------------------------
+def layer_pair(dtype=np.float64):
+    from dynconv_np.nn import DynamicConv2d
+    settings = dict(stride=(1, 2), padding=1, groups=2, num_kernels=3, temperature=2.0,
+                    dtype=dtype, rng=4)
+    return (DynamicConv2d(4, 6, 3, backend="numpy", **settings),
+            DynamicConv2d(4, 6, 3, backend="cuda", **settings))
+
+
+def test_dynamic_conv2d_on_numpy_inputs_matches_the_numpy_backend():
+    judge, layer = layer_pair()
+    rng = np.random.default_rng(5)
+    x = random_array(rng, (2, 4, 5, 5))
+    y = layer.forward(x)
+    dy = random_array(rng, y.shape)
+    dx = layer.backward(dy)
+    assert isinstance(y, np.ndarray) and isinstance(dx, np.ndarray)
+    np.testing.assert_allclose(y, judge.forward(x), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dx, judge.backward(dy), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(layer.attention, judge.attention, rtol=1e-12, atol=1e-14)
+    for name, grad in judge.grads.items():
+        np.testing.assert_allclose(layer.grads[name], grad, rtol=1e-12, atol=1e-12, err_msg=name)
+
+
+def test_dynamic_conv2d_keeps_parameters_and_activations_on_the_device(transfers):
+    """Kernels and biases moved to the device stay there over two steps; gradients accumulate
+    there; only the attention branch's (N, C) and (N, K) arrays cross to the host."""
+    judge, layer = layer_pair()
+    for name in ("weight", "bias"):
+        layer.params[name] = cuda_backend.to_device(layer.params[name])
+        layer.grads[name] = cuda_backend.to_device(layer.grads[name])
+    rng = np.random.default_rng(6)
+    x = random_array(rng, (2, 4, 5, 5))
+    want_y = judge.forward(x)
+    dy = random_array(rng, want_y.shape)
+    want_dx = judge.backward(dy)
+    judge.backward(dy)            # grads accumulate: the judge's are now two steps' worth
+    x_d, dy_d = cuda_backend.to_device(x), cuda_backend.to_device(dy)
+    transfers.clear()
+    for _ in range(2):
+        y = layer.forward(x_d)
+        dx = layer.backward(dy_d)
+    assert_on_device(y, dx, layer.params["weight"], layer.grads["weight"], layer.grads["bias"])
+    assert {shape for _, shape in transfers} <= {(2, 4), (2, 3)}, transfers
+    np.testing.assert_allclose(y.copy_to_host(), want_y, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dx.copy_to_host(), want_dx, rtol=1e-12, atol=1e-12)
+    for name, grad in judge.grads.items():
+        got = cuda_backend.to_host(layer.grads[name])
+        np.testing.assert_allclose(got, grad, rtol=1e-12, atol=1e-12, err_msg=name)
+    layer.zero_grad()
+    assert not cuda_backend.to_host(layer.grads["weight"]).any()
