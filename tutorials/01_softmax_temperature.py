@@ -233,7 +233,7 @@ for ax, name in zip(axes, bad):
     image = ax.imshow(bad[name], origin="lower", cmap="Reds", vmin=0, vmax=100, aspect="auto")
     ax.set_xticks(range(len(tau_grid)), [f"{t:g}" for t in tau_grid], rotation=45)
     ax.set_yticks(range(len(scale_grid)), [f"{s:g}" for s in scale_grid])
-    ax.set(xlabel=r"$\tau$", title=f"{name} softmax: % rows NaN/inf or not summing to 1")
+    ax.set(xlabel=r"$\tau$", title=f"{name} softmax\n% of rows NaN/inf or not summing to 1")
     for (a, b), value in np.ndenumerate(bad[name]):
         ax.text(b, a, f"{value:.0f}", ha="center", va="center", fontsize=8)
 axes[0].set_ylabel("logit scale")
