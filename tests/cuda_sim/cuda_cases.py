@@ -365,3 +365,27 @@ def test_dynamic_conv2d_keeps_parameters_and_activations_on_the_device(transfers
         np.testing.assert_allclose(got, grad, rtol=1e-12, atol=1e-12, err_msg=name)
     layer.zero_grad()
     assert not cuda_backend.to_host(layer.grads["weight"]).any()
+
+
+def test_dynamic_conv2d_with_host_parameters_takes_device_activations():
+    """Parameters left on the host: y and dx stay on the device, the gradients come home.
+
+    float32: every sum here has at most 54 terms (dW: 2 samples x 5 x 3 pixels; dx: 3 x 3 x 3
+    taps x channels; y: 2 x 3 x 3 + 1), products of O(1) values, so two summation orders
+    differ by at most ~2 x 54 x 6e-8 x (sum of |terms|, < 50) ~ 3e-4 in the worst case and by
+    ~1e-6 typically; 1e-5 on these fixed inputs leaves a 20x margin over the 4.8e-7 measured.
+    """
+    judge, layer = layer_pair(np.float32)
+    rng = np.random.default_rng(7)
+    x = random_array(rng, (2, 4, 5, 5), np.float32)
+    want_y = judge.forward(x)
+    dy = random_array(rng, want_y.shape, np.float32)
+    want_dx = judge.backward(dy)
+    y = layer.forward(cuda_backend.to_device(x))
+    dx = layer.backward(cuda_backend.to_device(dy))
+    assert_on_device(y, dx)
+    np.testing.assert_allclose(y.copy_to_host(), want_y, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dx.copy_to_host(), want_dx, rtol=1e-5, atol=1e-5)
+    for name, grad in judge.grads.items():
+        assert isinstance(layer.grads[name], np.ndarray), name
+        np.testing.assert_allclose(layer.grads[name], grad, rtol=1e-5, atol=1e-5, err_msg=name)
