@@ -61,7 +61,7 @@ DEFAULT_TILE = (16, 8)
 MAX_CO_BLOCK = 8
 #: Most input channels the tiled forward stages in shared memory at a time.
 MAX_CI_CHUNK = 8
-#: Static shared memory a block may use on every CUDA GPU (48 KiB).
+#: Shared memory a block may use on every CUDA GPU without opting in to more (48 KiB).
 SHARED_MEMORY_BYTES = 48 * 1024
 
 _SIMULATOR_HINT = ("To run the CUDA kernels without a GPU, on Numba's CUDA simulator (slow; "

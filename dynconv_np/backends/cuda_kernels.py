@@ -180,8 +180,8 @@ def tiled_forward_kernel(dtype, co_block):
       (zero for channels past Cog or Cg, so their partial sums stay zero).
 
     Each input value is then read from global memory once per block instead of once
-    per (output channel, tap) that uses it, and each weight once per block instead of
-    once per output pixel. The loads are cooperative: thread ``tid`` copies elements
+    per (output channel, tap) of the block that uses it, and each weight once per block
+    instead of once per output pixel. The loads are cooperative: thread ``tid`` copies elements
     tid, tid + TW TH, ..., so consecutive threads copy consecutive columns (coalesced).
 
     Why the barriers are where they are

@@ -23,6 +23,7 @@ from hypothesis import given, strategies as st
 from dynconv_np.backends import cuda as cuda_backend, get_backend, reference
 from tests.strategies import conv_configs, pair, random_array
 
+cuda_backend.ensure_available()   # without a GPU or the simulator: one clear error, not 20
 cuda = cuda_backend.cuda
 dtypes = st.sampled_from([np.float32, np.float64])
 
