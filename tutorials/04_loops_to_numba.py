@@ -232,6 +232,10 @@ for name, conv in implementations.items():
 # and BLAS in per-thread blocks, not these naive loops). With a GPU the CUDA times cover the
 # kernel only (inputs already on the device); the simulator is timed on the smallest size only and
 # is *not* a speed measurement.
+#
+# The times are from one run on whatever machine executed the notebook. On a busy machine, threads
+# compete with other processes, and the multi-threaded versions (`prange`, the `numba` backend)
+# vary most from run to run.
 
 # %%
 def best_time(run, repeats, warm_up=True):
@@ -298,6 +302,7 @@ axes[0].set_xticks(range(len(sizes)), [f"{s}x{s}" for s in sizes])
 axes[0].set(xlabel="feature map (batch %d, %d -> %d channels, 3x3)" % (batch, channels, channels),
             ylabel="time (ms, log scale)", title="measured time per forward pass")
 axes[0].legend(fontsize=7)
+axes[1].minorticks_off()
 axes[1].set_xticks(sizes, [str(s) for s in sizes])
 axes[1].set(xlabel="feature map size", ylabel="GMAdd/s", title="throughput")
 axes[1].legend(fontsize=7)
