@@ -11,9 +11,20 @@ The table reports, per network: parameters and multiply-adds per image (``models
 the mean training time per run, and final train and test accuracy as mean +- sample standard
 deviation over the seeds.
 
-The default width (4 stem channels) is deliberately small: the static network is then
-capacity-limited on the digits (it does not fit the training set), which is the regime where the
-paper says dynamic convolution helps (light-weight networks limited in depth and width).
+Defaults, and why:
+
+* width 2 (channels 2, 4, 4): the static network is then capacity-limited on the digits (it
+  does not fit its training set: about 90 % training accuracy after 15 epochs, 94 % after 30;
+  width 3 reaches 97.5-98.5 %, width 6 99.7 %), which is the regime the paper targets
+  (light-weight networks whose depth and width are limited).
+* 20 epochs, 5 seeds: the accuracy differences at stake are about one point, so the spread over
+  seeds is printed with them.
+* tau from 30 to 1 over the first third of the epochs (the paper anneals over its first 10
+  epochs of a long schedule; the demo's schedule is short).
+* backend "numpy": on 8 x 8 images in batches of 32 every convolution is tiny, and the NumPy
+  reference (im2col + one BLAS matmul) is faster per step than the Numba kernels, whose
+  per-call parallel overhead dominates at this size, and it needs no JIT compilation.
+  ``--backend numba`` trains the same networks with the Numba kernels.
 """
 import argparse
 import sys
@@ -28,8 +39,8 @@ from ..backends import available_backends
 from ..models.profile import profile
 from ..models.small import small_cnn
 
-DEFAULTS = dict(dataset="digits", epochs=15, seeds=3, width=4, num_kernels=4, batch_size=32,
-                lr=0.1, anneal_epochs=5.0, backend="numba")
+DEFAULTS = dict(dataset="digits", epochs=20, seeds=5, width=2, num_kernels=4, batch_size=32,
+                lr=0.1, backend="numpy")
 
 
 def build_parser():
@@ -52,11 +63,11 @@ def build_parser():
                         help="K, kernels per dynamic convolution (paper: 4)")
     parser.add_argument("--no-anneal", action="store_true",
                         help="plain softmax attention (tau = 1 throughout) instead of 30 -> 1")
-    parser.add_argument("--anneal-epochs", type=float, default=d["anneal_epochs"],
-                        help="epochs over which tau goes 30 -> 1, per iteration (paper: 10 of "
-                             "its long schedule; default 5 of the demo's 15)")
+    parser.add_argument("--anneal-epochs", type=_positive_float, default=None,
+                        help="epochs over which tau goes 30 -> 1, per iteration (paper: the "
+                             "first 10 of a long schedule; default: a third of --epochs)")
     parser.add_argument("--batch-size", type=_positive_int, default=d["batch_size"])
-    parser.add_argument("--lr", type=float, default=d["lr"], help="peak learning rate")
+    parser.add_argument("--lr", type=_positive_float, default=d["lr"], help="peak learning rate")
     parser.add_argument("--backend", choices=available_backends(), default=d["backend"])
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return parser
@@ -69,17 +80,26 @@ def _positive_int(text):
     return value
 
 
+def _positive_float(text):
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0; received {text}")
+    return value
+
+
 def run(args, dataset, out=None):
     """Train and evaluate both networks for every seed; return {name: list of per-seed results}
     (each a dict with the trained "model" and its "history")."""
     out = sys.stdout if out is None else out
+    anneal_epochs = args.epochs / 3 if args.anneal_epochs is None else args.anneal_epochs
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                         anneal_epochs=None if args.no_anneal else args.anneal_epochs)
+                         anneal_epochs=None if args.no_anneal else anneal_epochs)
     print(f"dataset {dataset.name}: {len(dataset.x_train)} train / {len(dataset.x_test)} test "
           f"images of {'x'.join(map(str, dataset.image_shape))}, {dataset.num_classes} classes; "
-          f"{args.epochs} epochs, batch {args.batch_size}, SGD lr {args.lr} (cosine, 1 epoch "
-          f"warm-up, Nesterov 0.9, wd 5e-4); width {args.width}, K = {args.num_kernels}, tau "
-          f"{'1 (no annealing)' if args.no_anneal else f'30 -> 1 over {args.anneal_epochs:g} epochs'}"
+          f"{config.epochs} epochs, batch {config.batch_size}, SGD lr {config.lr:g} (cosine, "
+          f"{config.warmup_epochs:g} epoch warm-up, Nesterov {config.momentum:g}, weight decay "
+          f"{config.weight_decay:g}); width {args.width}, K = {args.num_kernels}, tau "
+          f"{'1 (no annealing)' if args.no_anneal else f'30 -> 1 over {anneal_epochs:g} epochs'}"
           f"; seeds 0..{args.seeds - 1}; backend {args.backend}", file=out, flush=True)
     results = {"static": [], "dynamic": []}
     for seed in range(args.seeds):

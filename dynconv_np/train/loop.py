@@ -121,12 +121,13 @@ def fit(model, dataset, config=None, seed=0, progress=True, description="train",
                 loss, hits = train_step(model, optimizer, x[idx], y[idx], config.label_smoothing)
                 total_loss += loss * len(idx)
                 correct += hits
-                bar.update(loss=loss, epoch=f"{epoch + 1}/{config.epochs}")
+                seen = min((iteration + 1) * config.batch_size, len(x))
+                bar.update(epoch=f"{epoch + 1}/{config.epochs}", loss=total_loss / seen)
             history.train_seconds += time.perf_counter() - start
             test_loss, test_acc = evaluate(model, dataset.x_test, dataset.y_test,
                                            config.eval_batch_size)
             history.epochs.append({"epoch": epoch + 1, "train_loss": total_loss / len(x),
                                    "train_acc": correct / len(x), "test_loss": test_loss,
                                    "test_acc": test_acc, "lr": optimizer.lr, "tau": tau})
-            bar.update(0, test_acc=f"{test_acc:.3f}")
+            bar.update(0, test_acc=test_acc)
     return history

@@ -2,8 +2,10 @@
 
     demo  [##########..........]  21/42  loss 0.5120  3.1 s
 
-It redraws at most every ``min_interval`` seconds (and always at the end), so it costs nothing
-measurable in a training loop; ``disable=True`` makes every call a no-op.
+On a terminal it redraws at most every ``min_interval`` seconds (and always at the end), so it
+costs nothing measurable in a training loop. On anything else (a log file, a CI pipe) carriage
+returns would pile up on one line, so it writes only the final state, once, at ``close()``;
+``live=True``/``False`` overrides the detection. ``disable=True`` makes every call a no-op.
 """
 import sys
 import time
@@ -13,12 +15,16 @@ class ProgressBar:
     """``update(n=1, **info)`` advances the bar; ``close()`` ends the line."""
 
     def __init__(self, total, description="", file=None, disable=False, width=20,
-                 min_interval=0.1):
+                 min_interval=0.1, live=None):
         if total < 0:
             raise ValueError(f"total must be >= 0; received {total!r}")
         self.total, self.description, self.width = int(total), description, int(width)
         self.file = sys.stderr if file is None else file
         self.disable, self.min_interval = bool(disable), float(min_interval)
+        if live is None:
+            isatty = getattr(self.file, "isatty", None)
+            live = bool(isatty()) if isatty is not None else False
+        self.live = bool(live)
         self.count, self.info = 0, {}
         self.start = self._last_draw = time.perf_counter()
         self._closed = False
@@ -29,7 +35,7 @@ class ProgressBar:
         self.count = min(self.count + n, self.total)
         self.info.update(info)
         now = time.perf_counter()
-        if not self.disable and (now - self._last_draw >= self.min_interval
+        if self.live and not self.disable and (now - self._last_draw >= self.min_interval
                                  or self.count == self.total):
             self._draw(now)
 

@@ -51,6 +51,7 @@ def test_annealing_ends_at_tau_one():
     (["--dataset", "mnist"], "pass data_dir"),
     (["--dataset", "cifar10", "--data-dir", "/nonexistent-dir"], "does not exist"),
     (["--epochs", "0"], "must be a positive int"),
+    (["--anneal-epochs", "-1"], "must be a finite number > 0"),
     (["--backend", "tpu"], "invalid choice"),
 ])
 def test_bad_options_exit_with_a_message(argv, message, capsys):
