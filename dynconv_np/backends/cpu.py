@@ -74,67 +74,128 @@ def _thread_slots():
 
 
 # ----------------------------------------------------------------------------------------
-# Geometry helpers (inlined by LLVM)
+# Padded planes and output grids: the geometry every convolution kernel below shares.
+#
+# An input channel is zero-padded once into a flat "plane" with row pitch Wp = W + 2 p1
+# (and a few slack zeros at the end). Outputs are computed on a "grid" with row pitch gw:
+# gw = Wp for stride (1, 1), else gw = W_out. Grid position (h, w) reads, for tap (i, j),
+#
+#     plane[(h s0 + i d0) Wp + j d1 + w s1]
+#
+# With stride (1, 1) this is plane[h Wp + w + shift(i, j)]: for each tap, a whole block of
+# grid rows reads ONE contiguous run of the plane, so every inner loop is a long, unit-stride,
+# vectorised loop with no bounds tests (padding is real zeros). The price: grid columns
+# w >= W_out (2 p1 of every Wp) are computed and dropped in the forward pass; in the backward
+# pass they hold zeros in dy, so they add nothing. Other strides run one grid row at a time.
+
+GATHER, SCATTER, GRID_AXPY, PLANE_AXPY, PRODUCTS = 0, 1, 2, 3, 4
+
+
+def _plane_geometry(x_shape, kw, stride, padding, dilation, out_w):
+    """(Wp, plane length, grid pitch gw) for images of x_shape (see the comment above)."""
+    height, width = x_shape[2], x_shape[3]
+    pitch = width + 2 * padding[1]
+    length = (height + 2 * padding[0] + 1) * pitch + (kw - 1) * dilation[1] + stride[1]
+    grid_pitch = pitch if stride == (1, 1) else out_w
+    return pitch, length, grid_pitch
+
 
 @njit(cache=True)
-def _valid_outputs(offset, stride, size, out_size):
-    """Range [lo, hi) of output positions o with 0 <= o*stride + offset < size."""
-    lo = 0 if offset >= 0 else (-offset + stride - 1) // stride
-    last = size - 1 - offset
-    hi = min(out_size, last // stride + 1) if last >= 0 else 0
-    return lo, max(lo, hi)
+def _combine(op, grid, acc, samples, coef):
+    """One contiguous run of grid positions against the plane samples they read:
+    GATHER grid = samples; SCATTER samples += grid; GRID_AXPY grid += coef samples;
+    PLANE_AXPY samples += coef grid; PRODUCTS acc += grid samples."""
+    if op == GATHER:
+        for k in range(grid.size):
+            grid[k] = samples[k]
+    elif op == SCATTER:
+        for k in range(grid.size):
+            samples[k] += grid[k]
+    elif op == GRID_AXPY:
+        for k in range(grid.size):
+            grid[k] += coef * samples[k]
+    elif op == PLANE_AXPY:
+        for k in range(grid.size):
+            samples[k] += coef * grid[k]
+    else:
+        for k in range(grid.size):
+            acc[k] += grid[k] * samples[k]
 
 
 @njit(cache=True)
-def _patch_columns(image, cols, h0, h1, out_w, kh, kw, stride, padding, dilation, adjoint):
-    """im2col of output rows [h0, h1) of one group, or (adjoint=True) its col2im.
+def _for_tap(op, grid, acc, plane, coef, h0, h1, i, j, grid_pitch, pitch, stride, dilation):
+    """Apply ``op`` between grid rows [h0, h1) (grid, acc: that block, flat) and the plane
+    samples that tap (i, j) reads: one run for stride (1, 1), else one strided run per row."""
+    shift = i * dilation[0] * pitch + j * dilation[1]
+    if stride[0] == 1 and stride[1] == 1:
+        start = shift + h0 * pitch
+        _combine(op, grid, acc, plane[start:start + grid.size], coef)
+    else:
+        for h in range(h0, h1):
+            row = (h - h0) * grid_pitch
+            start = shift + h * stride[0] * pitch
+            _combine(op, grid[row:row + grid_pitch], acc[row:row + grid_pitch],
+                     plane[start:start + (grid_pitch - 1) * stride[1] + 1:stride[1]], coef)
 
-    image (Cg, H, W); cols (Cg*kh*kw, (h1-h0)*out_w), row (c, i, j), column (h, w):
-        cols[(c, i, j), (h - h0, w)] = image[c, h*s0 - p0 + i*d0, w*s1 - p1 + j*d1]  (0 outside)
-    adjoint=False fills cols from image; adjoint=True adds cols back onto image (scatter-add).
-    The loops run along output columns w, so reads (stride 1) and writes are contiguous.
-    """
-    n_channels, height, width = image.shape
-    for c in range(n_channels):
-        for i in range(kh):
-            for j in range(kw):
-                row = cols[(c * kh + i) * kw + j]
-                offset_w = j * dilation[1] - padding[1]
-                w_lo, w_hi = _valid_outputs(offset_w, stride[1], width, out_w)
-                for h in range(h0, h1):
-                    start = (h - h0) * out_w
-                    r = h * stride[0] - padding[0] + i * dilation[0]
-                    inside = 0 <= r < height
-                    if adjoint:
-                        if inside:
-                            for w in range(w_lo, w_hi):
-                                image[c, r, w * stride[1] + offset_w] += row[start + w]
-                    else:
-                        lo, hi = (w_lo, w_hi) if inside else (out_w, out_w)
-                        for w in range(lo):
-                            row[start + w] = 0.0
-                        for w in range(lo, hi):
-                            row[start + w] = image[c, r, w * stride[1] + offset_w]
-                        for w in range(max(lo, hi), out_w):
-                            row[start + w] = 0.0
+
+@njit(cache=True)
+def _pad_into(image, plane, padding, pitch):
+    """plane = image zero-padded by ``padding``, flattened with row pitch ``pitch``."""
+    plane[:] = 0.0
+    for r in range(image.shape[0]):
+        start = (r + padding[0]) * pitch + padding[1]
+        row = plane[start:start + image.shape[1]]
+        for q in range(image.shape[1]):
+            row[q] = image[r, q]
+
+
+@njit(cache=True)
+def _crop_from(plane, image, padding, pitch):
+    """image = the interior of a padded plane (the adjoint of ``_pad_into``)."""
+    for r in range(image.shape[0]):
+        start = (r + padding[0]) * pitch + padding[1]
+        row = plane[start:start + image.shape[1]]
+        for q in range(image.shape[1]):
+            image[r, q] = row[q]
+
+
+@njit(cache=True)
+def _image_onto_grid(image, grid, grid_pitch):
+    """grid rows = image rows, zeros in the columns beyond the image's width."""
+    grid[:] = 0.0
+    for h in range(image.shape[0]):
+        row = grid[h * grid_pitch:h * grid_pitch + image.shape[1]]
+        for w in range(image.shape[1]):
+            row[w] = image[h, w]
+
+
+@njit(cache=True, parallel=True)
+def _pad_batch(x, planes, padding, pitch):
+    """planes[n, c] = padded x[n, c], one (sample, channel) per unit."""
+    n_batch, n_channels = x.shape[0], x.shape[1]
+    for unit in prange(n_batch * n_channels):
+        n, c = unit // n_channels, unit % n_channels
+        _pad_into(x[n, c], planes[n, c], padding, pitch)
 
 
 # ----------------------------------------------------------------------------------------
 # Dense and grouped convolution: im2col + BLAS
 
 @njit(cache=True, parallel=True)
-def _gemm_conv_forward(x, w, b, y, cols_buf, prod_buf, kh, kw, out_w, stride, padding,
-                       dilation, rows_per_block):
+def _gemm_conv_forward(planes, w, b, y, cols_buf, prod_buf, kh, kw, pitch, grid_pitch,
+                       stride, dilation, rows_per_block):
     """y[n, g] = W[n, g] @ im2col(x[n, g]) + b[n, g], one (sample, group, row block) per unit.
 
-    Blocked by output rows: a unit covers rows_per_block output rows (about
-    _PIXELS_PER_BLOCK pixels), so its im2col block and its product live in the thread's
-    scratch (cols_buf[t], prod_buf[t]) in cache, and even N = 1 spreads over the threads.
-    x (N, G, Cg, H, W); w (Nw, G, Cog, Cg*kh*kw); b (Nw, G, Cog); y (N, G, Cog, H_out*W_out).
+    Blocked by output rows: a unit covers rows_per_block grid rows (about
+    _PIXELS_PER_BLOCK positions), so its im2col block cols (Cg*kh*kw, P) and the product
+    (P, Cog) = cols^T @ W^T live in the thread's scratch (cols_buf[t], prod_buf[t]) in cache,
+    and even N = 1 spreads over the threads. (The product is formed transposed: OpenBLAS is
+    faster with the long pixel axis as rows when C_out/groups is small.)
+    planes (N, G, Cg, L); w (Nw, G, Cog, Cg*kh*kw); b (Nw, G, Cog); y (N, G, Cog, Ho, Wo).
     """
-    n_batch, n_groups = x.shape[0], x.shape[1]
+    n_batch, n_groups, c_group = planes.shape[0], planes.shape[1], planes.shape[2]
     n_out, depth = w.shape[2], w.shape[3]
-    out_h = y.shape[3] // out_w
+    out_h, out_w = y.shape[3], y.shape[4]
     n_blocks = (out_h + rows_per_block - 1) // rows_per_block
     for unit in prange(n_batch * n_groups * n_blocks):
         n, rest = unit // (n_groups * n_blocks), unit % (n_groups * n_blocks)
@@ -142,188 +203,205 @@ def _gemm_conv_forward(x, w, b, y, cols_buf, prod_buf, kh, kw, out_w, stride, pa
         wn = n if w.shape[0] > 1 else 0
         h0 = block * rows_per_block
         h1 = min(out_h, h0 + rows_per_block)
-        pixels = (h1 - h0) * out_w
+        positions = (h1 - h0) * grid_pitch
         thread = numba.get_thread_id()
-        cols = cols_buf[thread, :depth * pixels].reshape(depth, pixels)
-        prod = prod_buf[thread, :n_out * pixels].reshape(n_out, pixels)
-        _patch_columns(x[n, g], cols, h0, h1, out_w, kh, kw, stride, padding, dilation, False)
-        np.dot(w[wn, g], cols, prod)
+        cols = cols_buf[thread, :depth * positions].reshape(depth, positions)
+        for c in range(c_group):
+            for i in range(kh):
+                for j in range(kw):
+                    row = cols[(c * kh + i) * kw + j]
+                    _for_tap(GATHER, row, row, planes[n, g, c], 0.0, h0, h1, i, j, grid_pitch,
+                             pitch, stride, dilation)
+        product = prod_buf[thread, :positions * n_out].reshape(positions, n_out)
+        np.dot(cols.T, w[wn, g].T, product)
         for o in range(n_out):
-            y_row = y[n, g, o, h0 * out_w:h1 * out_w]
-            for p in range(pixels):
-                y_row[p] = prod[o, p] + b[wn, g, o]
+            for h in range(h0, h1):
+                for q in range(out_w):
+                    y[n, g, o, h, q] = product[(h - h0) * grid_pitch + q, o] + b[wn, g, o]
 
 
 @njit(cache=True, parallel=True)
-def _gemm_conv_backward(dy, x, w, dx, dw_slots, cols_buf, dw_buf, kh, kw, out_w, stride,
-                        padding, dilation):
+def _gemm_conv_backward(dy, planes, w, dx, dw_slots, cols_buf, dy_buf, plane_buf, dw_buf,
+                        kh, kw, pitch, grid_pitch, stride, padding, dilation):
     """dx and dW of ``_gemm_conv_forward``: two units per (sample, group), one for each.
 
-    Blocked by (sample, group), and split into a weight-gradient unit and an input-gradient
-    unit so that even one sample keeps two threads busy. Each unit holds the whole im2col
-    matrix of its (sample, group) (or its gradient) in the thread's scratch cols_buf[t]:
+    Blocked by (sample, group), split into a weight-gradient and an input-gradient unit so
+    that even one sample keeps two threads busy. A unit holds its (sample, group)'s whole
+    im2col matrix (or its gradient) in the thread's scratch cols_buf[t], and dy on the grid
+    (zeros in the dropped columns) in dy_buf[t]:
         weight unit: cols = im2col(x[n, g]);  dW += dy[n, g] @ cols^T
-        input unit:  cols = W[n, g]^T @ dy[n, g];  dx[n, g] = col2im(cols)  (owns dx[n, g])
+        input unit:  cols = W[n, g]^T @ dy[n, g];  col2im onto the padded planes
+                     plane_buf[t], cropped into dx[n, g] (the unit owns dx[n, g])
     dW accumulates into dw_slots[slot, g]: slot = n when the kernels are per sample
     (Nw = N), or the thread (Nw = 1: per-thread partial sums that the caller reduces).
-    dy (N, G, Cog, P); x, dx (N, G, Cg, H, W); w (Nw, G, Cog, D); dw_buf[t] (Cog, D).
+    dy (N, G, Cog, Ho, Wo); planes (N, G, Cg, L); dx (N, G, Cg, H, W); w (Nw, G, Cog, D).
     """
-    n_batch, n_groups = x.shape[0], x.shape[1]
-    n_out, depth, pixels = w.shape[2], w.shape[3], dy.shape[3]
-    out_h = pixels // out_w
+    n_batch, n_groups, c_group = planes.shape[0], planes.shape[1], planes.shape[2]
+    n_out, depth = w.shape[2], w.shape[3]
+    out_h = dy.shape[3]
+    positions = out_h * grid_pitch
     per_sample = w.shape[0] > 1 or n_batch == 1
     for unit in prange(2 * n_batch * n_groups):
         n, g = unit // 2 // n_groups, unit // 2 % n_groups
         thread = numba.get_thread_id()
         wn = n if w.shape[0] > 1 else 0
-        cols = cols_buf[thread, :depth * pixels].reshape(depth, pixels)
+        cols = cols_buf[thread, :depth * positions].reshape(depth, positions)
+        dy_grid = dy_buf[thread, :n_out * positions].reshape(n_out, positions)
+        for o in range(n_out):
+            _image_onto_grid(dy[n, g, o], dy_grid[o], grid_pitch)
         if unit % 2 == 0:
-            _patch_columns(x[n, g], cols, 0, out_h, out_w, kh, kw, stride, padding, dilation,
-                           False)
+            for c in range(c_group):
+                for i in range(kh):
+                    for j in range(kw):
+                        row = cols[(c * kh + i) * kw + j]
+                        _for_tap(GATHER, row, row, planes[n, g, c], 0.0, 0, out_h, i, j,
+                                 grid_pitch, pitch, stride, dilation)
             dw_unit = dw_buf[thread]
-            np.dot(dy[n, g], cols.T, dw_unit)
+            np.dot(dy_grid, cols.T, dw_unit)
             dw_slot = dw_slots[n if per_sample else thread, g]
             for o in range(n_out):
                 for q in range(depth):
                     dw_slot[o, q] += dw_unit[o, q]
         else:
-            np.dot(w[wn, g].T, dy[n, g], cols)
-            _patch_columns(dx[n, g], cols, 0, out_h, out_w, kh, kw, stride, padding, dilation,
-                           True)
+            np.dot(w[wn, g].T, dy_grid, cols)
+            for c in range(c_group):
+                plane = plane_buf[thread, c]
+                plane[:] = 0.0
+                for i in range(kh):
+                    for j in range(kw):
+                        row = cols[(c * kh + i) * kw + j]
+                        _for_tap(SCATTER, row, row, plane, 0.0, 0, out_h, i, j, grid_pitch,
+                                 pitch, stride, dilation)
+                _crop_from(plane, dx[n, g, c], padding, pitch)
 
 
 # ----------------------------------------------------------------------------------------
 # Depthwise convolution (C_in/groups = 1): direct loops
 
 @njit(cache=True, parallel=True)
-def _depthwise_forward(x, w, b, y, stride, padding, dilation):
-    """y[n, o] = b[n, o] + sum_{i,j} w[n, o, i, j] x[n, o // m, h*s0 - p0 + i*d0, ...].
+def _depthwise_forward(planes, w, b, y, grid_buf, pitch, grid_pitch, stride, dilation):
+    """y[n, o] = b[n, o] + sum_{i,j} w[n, o, i, j] x[n, o // m] shifted by tap (i, j).
 
-    One (sample, output channel) per unit; the unit's output plane stays in L1 while the
-    kh*kw taps are accumulated into it, the inner loop running along an output row.
-    x (N, C, H, W); w (Nw, C*m, kh, kw); b (Nw, C*m); y (N, C*m, H_out, W_out).
+    One (sample, output channel) per unit: the unit's output grid (grid_buf[t], in L1)
+    accumulates the kh*kw shifted planes of its input channel, each a vectorised run.
+    planes (N, C, L); w (Nw, C*m, kh, kw); b (Nw, C*m); y (N, C*m, Ho, Wo).
     """
-    n_batch, n_in, height, width = x.shape
+    n_batch, n_in = planes.shape[0], planes.shape[1]
     n_out, kh, kw = w.shape[1], w.shape[2], w.shape[3]
     out_h, out_w = y.shape[2], y.shape[3]
     multiplier = n_out // n_in
     for unit in prange(n_batch * n_out):
         n, o = unit // n_out, unit % n_out
         wn = n if w.shape[0] > 1 else 0
-        image, out = x[n, o // multiplier], y[n, o]
-        out[:, :] = b[wn, o]
+        grid = grid_buf[numba.get_thread_id(), :out_h * grid_pitch]
+        grid[:] = 0.0
         for i in range(kh):
-            h_lo, h_hi = _valid_outputs(i * dilation[0] - padding[0], stride[0], height, out_h)
             for j in range(kw):
-                tap = w[wn, o, i, j]
-                offset_w = j * dilation[1] - padding[1]
-                w_lo, w_hi = _valid_outputs(offset_w, stride[1], width, out_w)
-                for h in range(h_lo, h_hi):
-                    r = h * stride[0] - padding[0] + i * dilation[0]
-                    for q in range(w_lo, w_hi):
-                        out[h, q] += tap * image[r, q * stride[1] + offset_w]
+                _for_tap(GRID_AXPY, grid, grid, planes[n, o // multiplier], w[wn, o, i, j], 0,
+                         out_h, i, j, grid_pitch, pitch, stride, dilation)
+        for h in range(out_h):
+            for q in range(out_w):
+                y[n, o, h, q] = grid[h * grid_pitch + q] + b[wn, o]
 
 
 @njit(cache=True, parallel=True)
-def _depthwise_backward_input(dy, w, dx, stride, padding, dilation):
-    """dx[n, c] = sum over the m output channels o of input channel c and over the taps of
-    w[n, o, i, j] dy[n, o] scattered back onto the input grid.
+def _depthwise_backward_input(dy, w, dx, grid_buf, plane_buf, pitch, grid_pitch, stride,
+                              padding, dilation):
+    """dx[n, c] = sum over the m output channels o of channel c and the taps (i, j) of
+    w[n, o, i, j] dy[n, o] shifted back onto the input.
 
-    One (sample, input channel) per unit: the unit owns the plane dx[n, c] (in L1).
+    One (sample, input channel) per unit: the unit owns dx[n, c]; it accumulates onto a
+    padded plane (plane_buf[t]) from dy on the grid (grid_buf[t]), then crops it.
     """
-    n_batch, n_in, height, width = dx.shape
+    n_batch, n_in = dx.shape[0], dx.shape[1]
     n_out, kh, kw = w.shape[1], w.shape[2], w.shape[3]
-    out_h, out_w = dy.shape[2], dy.shape[3]
+    out_h = dy.shape[2]
     multiplier = n_out // n_in
     for unit in prange(n_batch * n_in):
         n, c = unit // n_in, unit % n_in
         wn = n if w.shape[0] > 1 else 0
-        plane = dx[n, c]
+        thread = numba.get_thread_id()
+        grid = grid_buf[thread, :out_h * grid_pitch]
+        plane = plane_buf[thread]
+        plane[:] = 0.0
         for o in range(c * multiplier, (c + 1) * multiplier):
-            grad = dy[n, o]
+            _image_onto_grid(dy[n, o], grid, grid_pitch)
             for i in range(kh):
-                h_lo, h_hi = _valid_outputs(i * dilation[0] - padding[0], stride[0], height,
-                                            out_h)
                 for j in range(kw):
-                    tap = w[wn, o, i, j]
-                    offset_w = j * dilation[1] - padding[1]
-                    w_lo, w_hi = _valid_outputs(offset_w, stride[1], width, out_w)
-                    for h in range(h_lo, h_hi):
-                        r = h * stride[0] - padding[0] + i * dilation[0]
-                        for q in range(w_lo, w_hi):
-                            plane[r, q * stride[1] + offset_w] += tap * grad[h, q]
+                    _for_tap(PLANE_AXPY, grid, grid, plane, w[wn, o, i, j], 0, out_h, i, j,
+                             grid_pitch, pitch, stride, dilation)
+        _crop_from(plane, dx[n, c], padding, pitch)
 
 
 @njit(cache=True, parallel=True)
-def _depthwise_backward_weight(dy, x, dw, row_buf, stride, padding, dilation):
-    """dw[s, o, i, j] = sum_{n, h, w} dy[n, o, h, w] x[n, o // m, h*s0 - p0 + i*d0, ...].
+def _depthwise_backward_weight(dy, planes, dw, grid_buf, acc_buf, ones, pitch, grid_pitch,
+                               stride, dilation):
+    """dw[s, o, i, j] = sum_{n, h, w} dy[n, o, h, w] x[n, o // m] at tap (i, j) of (h, w).
 
     One (kernel slot s, output channel o) per unit; slot s is the sample when the kernels
     are per sample (dw has N rows) and covers the whole batch when shared (dw has 1 row).
-    Per tap, products are first accumulated element-wise along an output row in the
-    thread's row_buf[t] (vectorised), and the row is summed once at the end: a scalar
-    running sum would be one long dependency chain.
+    Products are accumulated element-wise on the grid, one run of the thread's acc_buf[t]
+    per tap (vectorised), and each run is summed once at the end, as a BLAS product with a
+    vector of ones: a scalar running sum would be one long dependency chain.
     """
-    n_batch, n_in, height, width = x.shape
+    n_batch, n_in = planes.shape[0], planes.shape[1]
     n_slots, n_out, kh, kw = dw.shape
-    out_h, out_w = dy.shape[2], dy.shape[3]
+    out_h = dy.shape[2]
+    positions = out_h * grid_pitch
     multiplier = n_out // n_in
     for unit in prange(n_slots * n_out):
         s, o = unit // n_out, unit % n_out
         first, last = (s, s + 1) if n_slots > 1 or n_batch == 1 else (0, n_batch)
-        row = row_buf[numba.get_thread_id()]
-        for i in range(kh):
-            h_lo, h_hi = _valid_outputs(i * dilation[0] - padding[0], stride[0], height, out_h)
-            for j in range(kw):
-                offset_w = j * dilation[1] - padding[1]
-                w_lo, w_hi = _valid_outputs(offset_w, stride[1], width, out_w)
-                row[:] = 0.0
-                for n in range(first, last):
-                    image, grad = x[n, o // multiplier], dy[n, o]
-                    for h in range(h_lo, h_hi):
-                        r = h * stride[0] - padding[0] + i * dilation[0]
-                        for q in range(w_lo, w_hi):
-                            row[q] += grad[h, q] * image[r, q * stride[1] + offset_w]
-                total = 0.0
-                for q in range(out_w):
-                    total += row[q]
-                dw[s, o, i, j] = total
+        thread = numba.get_thread_id()
+        grid = grid_buf[thread, :positions]
+        acc = acc_buf[thread, :kh * kw * positions]
+        acc[:] = 0.0
+        for n in range(first, last):
+            _image_onto_grid(dy[n, o], grid, grid_pitch)
+            for i in range(kh):
+                for j in range(kw):
+                    tap = (i * kw + j) * positions
+                    _for_tap(PRODUCTS, grid, acc[tap:tap + positions], planes[n, o // multiplier],
+                             0.0, 0, out_h, i, j, grid_pitch, pitch, stride, dilation)
+        np.dot(acc.reshape(kh * kw, positions), ones[:positions], dw[s, o].reshape(kh * kw))
 
 
 # ----------------------------------------------------------------------------------------
 # Public contract
 
-def _is_depthwise(x, groups):
-    return x.shape[1] == groups
-
-
-def _bias_or_zeros(b, nw, c_out, dtype):
-    return np.zeros((nw, c_out), dtype) if b is None else b
+def _padded_planes(x, kw, stride, padding, dilation, out_w):
+    """(planes (N, C, L), Wp, gw): x zero-padded once for every kernel of this call."""
+    pitch, length, grid_pitch = _plane_geometry(x.shape, kw, stride, padding, dilation, out_w)
+    planes = np.empty(x.shape[:2] + (length,), x.dtype)
+    _pad_batch(x, planes, padding, pitch)
+    return planes, pitch, grid_pitch
 
 
 def conv2d_forward(x, w, b, stride, padding, dilation, groups):
     """y (N, C_out, H_out, W_out) = per-sample (or shared) convolution of x with w, plus b."""
     n, c_out, out_h, out_w = conv_output_shape(x.shape, w.shape, stride, padding, dilation)
     nw, _, c_group, kh, kw = w.shape
-    y = np.empty((n, c_out, out_h, out_w), dtype=x.dtype)
-    b = _bias_or_zeros(b, nw, c_out, x.dtype)
     stride, padding, dilation = tuple(stride), tuple(padding), tuple(dilation)
-    if _is_depthwise(x, groups):
-        _depthwise_forward(x, w.reshape(nw, c_out, kh, kw), b, y, stride, padding, dilation)
-        return y
-    depth = c_group * kh * kw
-    rows_per_block = max(1, min(out_h, _PIXELS_PER_BLOCK // out_w))
-    pixels = rows_per_block * out_w
+    y = np.empty((n, c_out, out_h, out_w), dtype=x.dtype)
+    b = np.zeros((nw, c_out), x.dtype) if b is None else b
+    planes, pitch, grid_pitch = _padded_planes(x, kw, stride, padding, dilation, out_w)
     slots = _thread_slots()
-    cols_buf = np.empty((slots, depth * pixels), x.dtype)
-    prod_buf = np.empty((slots, (c_out // groups) * pixels), x.dtype)
+    if c_group == 1:
+        grid_buf = np.empty((slots, out_h * grid_pitch), x.dtype)
+        _depthwise_forward(planes, w.reshape(nw, c_out, kh, kw), b, y, grid_buf, pitch,
+                           grid_pitch, stride, dilation)
+        return y
+    depth, c_out_group = c_group * kh * kw, c_out // groups
+    rows_per_block = max(1, min(out_h, _PIXELS_PER_BLOCK // grid_pitch))
+    positions = rows_per_block * grid_pitch
+    cols_buf = np.empty((slots, depth * positions), x.dtype)
+    prod_buf = np.empty((slots, positions * c_out_group), x.dtype)
     with _single_threaded_blas():
-        _gemm_conv_forward(x.reshape((n, groups, c_group) + x.shape[2:]),
-                           w.reshape(nw, groups, c_out // groups, depth),
-                           b.reshape(nw, groups, c_out // groups),
-                           y.reshape(n, groups, c_out // groups, out_h * out_w),
-                           cols_buf, prod_buf, kh, kw, out_w, stride, padding, dilation,
-                           rows_per_block)
+        _gemm_conv_forward(planes.reshape(n, groups, c_group, -1),
+                           w.reshape(nw, groups, c_out_group, depth),
+                           b.reshape(nw, groups, c_out_group),
+                           y.reshape(n, groups, c_out_group, out_h, out_w), cols_buf, prod_buf,
+                           kh, kw, pitch, grid_pitch, stride, dilation, rows_per_block)
     return y
 
 
@@ -332,32 +410,40 @@ def conv2d_backward(dy, x, w, stride, padding, dilation, groups, has_bias):
     n, c_out, out_h, out_w = dy.shape
     nw, _, c_group, kh, kw = w.shape
     stride, padding, dilation = tuple(stride), tuple(padding), tuple(dilation)
-    dx = np.zeros_like(x)
+    shared = nw == 1 and n != 1
     db = None
     if has_bias:
         db = dy.sum(axis=(2, 3))
-        if nw == 1 and n != 1:
-            db = db.sum(axis=0, keepdims=True)
-    if _is_depthwise(x, groups):
+        db = db.sum(axis=0, keepdims=True) if shared else db
+    dx = np.empty_like(x)
+    planes, pitch, grid_pitch = _padded_planes(x, kw, stride, padding, dilation, out_w)
+    slots, positions = _thread_slots(), out_h * grid_pitch
+    if c_group == 1:
         dw = np.empty_like(w)
+        grid_buf = np.empty((slots, positions), x.dtype)
+        plane_buf = np.empty((slots, planes.shape[2]), x.dtype)
+        acc_buf = np.empty((slots, kh * kw * positions), x.dtype)
         w_taps = w.reshape(nw, c_out, kh, kw)
-        _depthwise_backward_input(dy, w_taps, dx, stride, padding, dilation)
-        row_buf = np.empty((_thread_slots(), out_w), x.dtype)
-        _depthwise_backward_weight(dy, x, dw.reshape(nw, c_out, kh, kw), row_buf, stride,
-                                   padding, dilation)
+        _depthwise_backward_input(dy, w_taps, dx, grid_buf, plane_buf, pitch, grid_pitch,
+                                  stride, padding, dilation)
+        with _single_threaded_blas():
+            _depthwise_backward_weight(dy, planes, dw.reshape(nw, c_out, kh, kw), grid_buf,
+                                       acc_buf, np.ones(positions, x.dtype), pitch, grid_pitch,
+                                       stride, dilation)
         return dx, dw, db
     depth, c_out_group = c_group * kh * kw, c_out // groups
-    slots = _thread_slots()
-    shared = nw == 1 and n != 1
     dw_slots = np.zeros((slots if shared else nw, groups, c_out_group, depth), x.dtype)
-    cols_buf = np.empty((slots, depth * out_h * out_w), x.dtype)
+    cols_buf = np.empty((slots, depth * positions), x.dtype)
+    dy_buf = np.empty((slots, c_out_group * positions), x.dtype)
+    plane_buf = np.empty((slots, c_group, planes.shape[2]), x.dtype)
     dw_buf = np.empty((slots, c_out_group, depth), x.dtype)
     with _single_threaded_blas():
-        _gemm_conv_backward(dy.reshape(n, groups, c_out_group, out_h * out_w),
-                            x.reshape((n, groups, c_group) + x.shape[2:]),
+        _gemm_conv_backward(dy.reshape(n, groups, c_out_group, out_h, out_w),
+                            planes.reshape(n, groups, c_group, -1),
                             w.reshape(nw, groups, c_out_group, depth),
                             dx.reshape((n, groups, c_group) + x.shape[2:]), dw_slots,
-                            cols_buf, dw_buf, kh, kw, out_w, stride, padding, dilation)
+                            cols_buf, dy_buf, plane_buf, dw_buf, kh, kw, pitch, grid_pitch,
+                            stride, padding, dilation)
     dw = dw_slots.sum(axis=0, keepdims=True) if shared else dw_slots
     return dx, dw.reshape(w.shape), db
 
