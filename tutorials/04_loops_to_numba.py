@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -310,7 +312,8 @@ fig.tight_layout()
 plt.show()
 
 first = sizes[0]
-print(f"at {first}x{first}: @njit is {timings['python loops'][first] / timings['@njit'][first]:.0f}x "
+speedup = timings["python loops"][first] / timings["@njit"][first]
+print(f"at {first}x{first}: @njit is {speedup:.0f}x "
       f"faster than interpreted Python")
 last = sizes[-1]
 print(f"at {last}x{last}: speed-up of prange over {numba.get_num_threads()} threads vs one "

@@ -147,7 +147,8 @@ def train(config, seed):
 
 
 runs = {name: [train(config, seed) for seed in SEEDS] for name, config in CONFIGS.items()}
-print(f"{'network':<18}{'train loss':>12}{'train acc':>11}{'test acc (mean +- std over seeds)':>36}")
+print(f"{'network':<18}{'train loss':>12}{'train acc':>11}"
+      f"{'test acc (mean +- std over seeds)':>36}")
 for name, results in runs.items():
     final = {key: np.array([record[key][-1] for _, record in results])
              for key in ("train_loss", "train_acc", "test_acc")}

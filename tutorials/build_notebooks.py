@@ -32,7 +32,8 @@ def execute(source, timeout_s=1800):
 
     The kernel inherits this process's environment, so DYNCONV_TUTORIAL_FAST applies to it, and
     imports ``dynconv_np`` from this working tree (the repository root goes first on PYTHONPATH),
-    installed or not. Raises nbclient's CellExecutionError (naming the cell and its traceback) if a cell fails.
+    installed or not. Raises nbclient's CellExecutionError (naming the cell and its traceback)
+    if a cell fails.
     """
     notebook = jupytext.read(source)
     # Plots go into the outputs whatever MPLBACKEND the caller has (CI often sets Agg).

@@ -43,7 +43,8 @@ def test_every_tutorial_is_paired():
 @pytest.mark.parametrize("source", SOURCES, ids=[p.stem for p in SOURCES])
 def test_notebook_matches_its_source(source):
     notebook_path = source.with_suffix(".ipynb")
-    assert notebook_path.exists(), f"{notebook_path.name} is missing; run `jupytext --sync {source}`"
+    assert notebook_path.exists(), \
+        f"{notebook_path.name} is missing; run `jupytext --sync {source}`"
     from_source = _cells(jupytext.read(source))
     from_notebook = _cells(jupytext.read(notebook_path))
     assert len(from_notebook) == len(from_source), (
