@@ -1,5 +1,6 @@
 """``python -m dynconv_np demo``: the table it prints, its options, and its errors."""
-import numpy as np
+import io
+
 import pytest
 
 from dynconv_np import DynamicConv2d, cli
@@ -32,7 +33,7 @@ def test_no_anneal_trains_with_plain_softmax():
     args = demo.build_parser().parse_args(TINY[:2] + ["--seeds", "1", "--width", "2",
                                                       "--backend", "numpy", "--no-progress",
                                                       "--no-anneal"])
-    results = demo.run(args, load_digits(), out=open("/dev/null", "w"))
+    results = demo.run(args, load_digits(), out=io.StringIO())
     model = results["dynamic"][0]["model"]
     taus = [m.temperature for m in model.modules() if isinstance(m, DynamicConv2d)]
     assert taus and set(taus) == {1.0}
@@ -43,7 +44,7 @@ def test_annealing_ends_at_tau_one():
     args = demo.build_parser().parse_args(["--epochs", "2", "--seeds", "1", "--width", "2",
                                            "--anneal-epochs", "1", "--backend", "numpy",
                                            "--no-progress"])
-    results = demo.run(args, load_digits(), out=open("/dev/null", "w"))
+    results = demo.run(args, load_digits(), out=io.StringIO())
     assert results["dynamic"][0]["history"].final["tau"] == 1.0
 
 

@@ -1,7 +1,6 @@
 """Cosine learning rate with warm-up, temperature annealing, and applying tau to a model."""
 import math
 
-import numpy as np
 import pytest
 
 from dynconv_np import DynamicConv2d, DynamicLinear
