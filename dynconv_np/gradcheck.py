@@ -267,7 +267,9 @@ def _directional(problem, analytical, eps, atol, rtol, rng):
 def _compare(name, numerical, analytical_full, indices, size, atol, rtol, shape=None):
     analytical = np.asarray(analytical_full).reshape(-1)[indices]
     abs_error = np.abs(numerical - analytical)
-    rel_error = abs_error / np.maximum(np.abs(numerical), np.finfo(np.float64).tiny)
+    magnitude = np.maximum(np.abs(numerical), np.abs(analytical))
+    rel_error = np.divide(abs_error, magnitude, out=np.zeros_like(abs_error),
+                          where=magnitude > 0)  # relative to the larger value; 0/0 counts as 0
     excess = abs_error - (atol + rtol * np.abs(numerical))
     passed = bool(np.all(excess <= 0))
     worst = int(np.argmax(abs_error if passed else excess))

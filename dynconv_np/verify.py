@@ -7,6 +7,7 @@ the backend's forward output with the NumPy reference. Prints one table and exit
 row fails.
 """
 import argparse
+import os
 import time
 
 import numpy as np
@@ -122,16 +123,21 @@ def _max_difference(a, b):
     return float(np.max(np.abs(_host(a) - _host(b))))
 
 
-def _usable_backends(requested):
-    usable = []
-    for name in requested:
-        try:
-            from .backends import get_backend
-            get_backend(name)
-            usable.append(name)
-        except (ImportError, RuntimeError) as error:
-            print(f"skipping backend {name!r}: {error}")
-    return usable
+def _default_backends():
+    """numpy and numba, plus cuda when a real GPU is usable (the simulator runs one Python
+    thread per CUDA thread: ask for it explicitly with --backends cuda)."""
+    backends = ["numpy", "numba"]
+    try:
+        from numba import cuda
+        if cuda.is_available() and not getattr(cuda, "simulator_enabled", False) \
+                and os.environ.get("NUMBA_ENABLE_CUDASIM", "0") == "0":
+            backends.append("cuda")
+        else:
+            print("cuda backend: no GPU (or only the simulator); pass --backends cuda to "
+                  "include it")
+    except ImportError:
+        print("cuda backend: numba-cuda is not installed (pip install dynconv_np[cuda])")
+    return backends
 
 
 def main(argv=None):
@@ -140,8 +146,7 @@ def main(argv=None):
                         help="backends to check (default: numpy, numba, and cuda when usable)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    requested = args.backends or ["numpy", "numba", "cuda"]
-    backends = _usable_backends(requested) if args.backends is None else args.backends
+    backends = args.backends or _default_backends()
     rng = np.random.default_rng(args.seed)
     header = (f"{'op':<24}{'backend':<9}{'configuration':<22}{'max abs err':>12}"
               f"{'max rel err':>12}{'|y - y_numpy|':>15}  result")

@@ -110,6 +110,33 @@ class DynamicConv2d(_DynamicBase):
     def backward(self, dy):
         return self._backward_with(dynamic_conv2d_backward, dy)
 
+    KERNEL_PARAMS = ("weight", "bias")
+
+    def to_device(self):
+        """Keep the K kernels and biases (and their gradients) in GPU memory (backend "cuda").
+
+        Forward and backward then leave them there; x, y, dy and dx may be device arrays too.
+        The attention branch's FC parameters stay on the host, where the (tiny) attention runs:
+        only pooled (N, C_in) and pi (N, K) cross between host and device.
+        """
+        if self.backend != "cuda":
+            raise ValueError(f"to_device needs backend='cuda'; this layer uses "
+                             f"backend={self.backend!r}")
+        self._move_kernels(get_backend("cuda").to_device)
+        return self
+
+    def to_host(self):
+        """Bring kernels, biases and their gradients back as NumPy arrays."""
+        if self.backend == "cuda":
+            self._move_kernels(get_backend("cuda").to_host)
+        return self
+
+    def _move_kernels(self, move):
+        for name in self.KERNEL_PARAMS:
+            if name in self.params:
+                self.params[name] = move(self.params[name])
+                self.grads[name] = move(self.grads[name])
+
     def __repr__(self):
         return (f"DynamicConv2d({self.in_channels}, {self.out_channels}, kernel_size="
                 f"{self.kernel_size}, stride={self.stride}, padding={self.padding}, dilation="

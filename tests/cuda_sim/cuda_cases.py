@@ -343,9 +343,7 @@ def test_dynamic_conv2d_keeps_parameters_and_activations_on_the_device(transfers
     """Kernels and biases moved to the device stay there over two steps; gradients accumulate
     there; only the attention branch's (N, C) and (N, K) arrays cross to the host."""
     judge, layer = layer_pair()
-    for name in ("weight", "bias"):
-        layer.params[name] = cuda_backend.to_device(layer.params[name])
-        layer.grads[name] = cuda_backend.to_device(layer.grads[name])
+    layer.to_device()
     rng = np.random.default_rng(6)
     x = random_array(rng, (2, 4, 5, 5))
     want_y = judge.forward(x)
@@ -360,6 +358,10 @@ def test_dynamic_conv2d_keeps_parameters_and_activations_on_the_device(transfers
     assert_on_device(y, dx, layer.params["weight"], layer.grads["weight"], layer.grads["bias"])
     assert {shape for _, shape in transfers} <= {(2, 4), (2, 3)}, transfers
     np.testing.assert_allclose(y.copy_to_host(), want_y, rtol=1e-12, atol=1e-12)
+    layer.to_host()
+    for name, grad in judge.grads.items():
+        assert isinstance(layer.grads[name], np.ndarray)
+        np.testing.assert_allclose(layer.grads[name], grad, rtol=1e-12, atol=1e-12, err_msg=name)
     np.testing.assert_allclose(dx.copy_to_host(), want_dx, rtol=1e-12, atol=1e-12)
     for name, grad in judge.grads.items():
         got = cuda_backend.to_host(layer.grads[name])
