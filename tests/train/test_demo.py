@@ -1,6 +1,7 @@
 """``python -m dynconv_np demo``: the table it prints, its options, and its errors."""
 import io
 
+import numpy as np
 import pytest
 
 from dynconv_np import DynamicConv2d, cli
@@ -17,8 +18,9 @@ def test_demo_prints_the_table_with_profiled_costs(capsys):
     assert cli.main(["demo"] + TINY) == 0
     out = capsys.readouterr().out
     assert "dataset digits: 1347 train / 450 test images of 1x8x8, 10 classes" in out
-    rows = {line.split()[0]: line.split() for line in out.splitlines()
-            if line.split() and line.split()[0] in ("static", "dynamic")}
+    rows = {parts[0]: parts for parts in map(str.split, out.splitlines())
+            if len(parts) > 2 and parts[0] in ("static", "dynamic")
+            and parts[1].replace(",", "").isdigit()}
     for name, dynamic in (("static", False), ("dynamic", True)):
         cost = profile(small_cnn(width=2, dynamic=dynamic, num_kernels=2, backend="numpy"),
                        (1, 8, 8))
@@ -27,6 +29,7 @@ def test_demo_prints_the_table_with_profiled_costs(capsys):
         assert 0 <= accuracy <= 100 and rows[name][-2] == "+-"
     assert rows["static"][3] == "0.0%" and rows["dynamic"][3] != "0.0%"
     assert "test accuracy % per seed, static:" in out and "total wall time" in out
+    assert "dynamic attention pi on the test images" in out
 
 
 def test_no_anneal_trains_with_plain_softmax():
@@ -69,3 +72,22 @@ def test_help_lists_the_options(capsys):
     for option in ("--dataset", "--data-dir", "--epochs", "--seeds", "--width", "--num-kernels",
                    "--no-anneal", "--backend"):
         assert option in help_text
+
+
+def test_attention_summary_uniform_and_input_dependent():
+    data = load_digits()
+    x = data.x_test[:16]
+    assert demo.attention_summary(small_cnn(width=2, backend="numpy", rng=0), x) is None
+    model = small_cnn(width=2, dynamic=True, backend="numpy", rng=0)
+    dynamic = [m for m in model.modules() if isinstance(m, DynamicConv2d)]
+    for layer in dynamic:                       # zero logits: pi = 1/K for every image
+        layer.params["fc2_weight"][...] = 0
+        layer.params["fc2_bias"][...] = 0
+    entropy, spread = demo.attention_summary(model, x)
+    assert entropy == pytest.approx(1.0, abs=1e-6) and spread == pytest.approx(0.0, abs=1e-7)
+    for layer in dynamic:                       # large logits at tau = 1: input-dependent pi
+        layer.params["fc2_weight"][...] = 50 * np.random.default_rng(0).standard_normal(
+            layer.params["fc2_weight"].shape)
+        layer.temperature = 1.0
+    entropy, spread = demo.attention_summary(model, x)
+    assert entropy < 0.9 and spread > 0.01
