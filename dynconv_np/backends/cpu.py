@@ -144,9 +144,9 @@ def _pad_into(image, plane, padding, pitch):
     plane[:] = 0.0
     for r in range(image.shape[0]):
         start = (r + padding[0]) * pitch + padding[1]
-        row = plane[start:start + image.shape[1]]
+        row, source = plane[start:start + image.shape[1]], image[r]
         for q in range(image.shape[1]):
-            row[q] = image[r, q]
+            row[q] = source[q]
 
 
 @njit(cache=True)
@@ -154,9 +154,9 @@ def _crop_from(plane, image, padding, pitch):
     """image = the interior of a padded plane (the adjoint of ``_pad_into``)."""
     for r in range(image.shape[0]):
         start = (r + padding[0]) * pitch + padding[1]
-        row = plane[start:start + image.shape[1]]
+        row, target = plane[start:start + image.shape[1]], image[r]
         for q in range(image.shape[1]):
-            image[r, q] = row[q]
+            target[q] = row[q]
 
 
 @njit(cache=True)
@@ -164,9 +164,9 @@ def _image_onto_grid(image, grid, grid_pitch):
     """grid rows = image rows, zeros in the columns beyond the image's width."""
     grid[:] = 0.0
     for h in range(image.shape[0]):
-        row = grid[h * grid_pitch:h * grid_pitch + image.shape[1]]
+        row, source = grid[h * grid_pitch:h * grid_pitch + image.shape[1]], image[h]
         for w in range(image.shape[1]):
-            row[w] = image[h, w]
+            row[w] = source[w]
 
 
 @njit(cache=True, parallel=True)
@@ -215,9 +215,12 @@ def _gemm_conv_forward(planes, w, b, y, cols_buf, prod_buf, kh, kw, pitch, grid_
         product = prod_buf[thread, :positions * n_out].reshape(positions, n_out)
         np.dot(cols.T, w[wn, g].T, product)
         for o in range(n_out):
+            bias = b[wn, g, o]
             for h in range(h0, h1):
+                target = y[n, g, o, h]
+                source = product[(h - h0) * grid_pitch:(h - h0) * grid_pitch + out_w, o]
                 for q in range(out_w):
-                    y[n, g, o, h, q] = product[(h - h0) * grid_pitch + q, o] + b[wn, g, o]
+                    target[q] = source[q] + bias
 
 
 @njit(cache=True, parallel=True)
@@ -258,10 +261,10 @@ def _gemm_conv_backward(dy, planes, w, dx, dw_slots, cols_buf, dy_buf, plane_buf
                                  grid_pitch, pitch, stride, dilation)
             dw_unit = dw_buf[thread]
             np.dot(dy_grid, cols.T, dw_unit)
-            dw_slot = dw_slots[n if per_sample else thread, g]
-            for o in range(n_out):
-                for q in range(depth):
-                    dw_slot[o, q] += dw_unit[o, q]
+            dw_slot = dw_slots[n if per_sample else thread, g].reshape(n_out * depth)
+            dw_flat = dw_unit.reshape(n_out * depth)
+            for q in range(n_out * depth):
+                dw_slot[q] += dw_flat[q]
         else:
             np.dot(w[wn, g].T, dy_grid, cols)
             for c in range(c_group):
@@ -299,9 +302,11 @@ def _depthwise_forward(planes, w, b, y, grid_buf, pitch, grid_pitch, stride, dil
             for j in range(kw):
                 _for_tap(GRID_AXPY, grid, grid, planes[n, o // multiplier], w[wn, o, i, j], 0,
                          out_h, i, j, grid_pitch, pitch, stride, dilation)
+        bias = b[wn, o]
         for h in range(out_h):
+            target, source = y[n, o, h], grid[h * grid_pitch:h * grid_pitch + out_w]
             for q in range(out_w):
-                y[n, o, h, q] = grid[h * grid_pitch + q] + b[wn, o]
+                target[q] = source[q] + bias
 
 
 @njit(cache=True, parallel=True)
@@ -459,7 +464,8 @@ def _mix_rows(coefficients, rows, out):
     """out[n, f] = sum_k coefficients[n, k] rows[k, f].
 
     Blocked into chunks of _MIX_CHUNK columns, one (output row, chunk) per unit; each
-    unit streams its K input chunks with a contiguous (vectorised) inner loop.
+    unit streams its K input chunks with a contiguous (vectorised) inner loop. (Inner loops
+    here and below run over 1-D slices: Numba vectorises those, not multi-index loops.)
     """
     n_out, n_terms = coefficients.shape
     width = rows.shape[1]
@@ -468,11 +474,13 @@ def _mix_rows(coefficients, rows, out):
         n, chunk = unit // n_chunks, unit % n_chunks
         lo, hi = chunk * _MIX_CHUNK, min(width, (chunk + 1) * _MIX_CHUNK)
         target = out[n]
-        for f in range(lo, hi):
-            target[f] = coefficients[n, 0] * rows[0, f]
+        target, first, weight = out[n, lo:hi], rows[0, lo:hi], coefficients[n, 0]
+        for f in range(hi - lo):
+            target[f] = weight * first[f]
         for k in range(1, n_terms):
-            for f in range(lo, hi):
-                target[f] += coefficients[n, k] * rows[k, f]
+            source, weight = rows[k, lo:hi], coefficients[n, k]
+            for f in range(hi - lo):
+                target[f] += weight * source[f]
 
 
 @njit(cache=True, parallel=True)
