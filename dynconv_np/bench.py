@@ -285,6 +285,13 @@ def print_table(suite, results, peak):
                   f" {ratio(nb, npy, 'fwd'):15.3f} {ratio(nb, npy, 'fwd_bwd'):15.3f}")
 
 
+def _report_load(when):
+    """Other processes make multi-threaded timings meaningless: say how busy the machine was."""
+    load = os.getloadavg()[0]
+    note = "" if load < 0.5 else " (the machine is busy: parallel timings are unreliable)"
+    print(f"1-minute load average {when} the run: {load:.2f}{note}")
+
+
 def run_cpu(tiny=False, repeats=30):
     suite = TINY_SUITE if tiny else SUITE
     try:
@@ -295,6 +302,7 @@ def run_cpu(tiny=False, repeats=30):
         print("torch is not importable: PyTorch rows left out (pip install 'dynconv_np[bench]')")
     print(f"CPU section: {os.cpu_count()} cores, repeats={repeats}, float32, K={NUM_KERNELS}, "
           f"tau={TEMPERATURE}" + (", tiny suite" if tiny else ""))
+    _report_load("before")
     peak = matmul_peak_gflops(256 if tiny else 2048)
     phases = {"numba": lambda spec: time_dynconv(spec, "numba", repeats),
               "numpy": lambda spec: time_dynconv(spec, "numpy", max(3, repeats // 5))}
@@ -322,6 +330,7 @@ def run_cpu(tiny=False, repeats=30):
         print(f"import dynconv_np: {import_s:.3f} s; new process to first L1 forward+backward"
               f" (wall, incl. interpreter start): cold Numba cache {cold:.1f} s (JIT compile),"
               f" warm cache {warm:.2f} s")
+    _report_load("after")
 
 
 def run_gpu(tiny=False, repeats=30):
