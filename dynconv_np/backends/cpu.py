@@ -1,11 +1,15 @@
 """The Numba CPU backend: jitted, multi-threaded loops with the reference's semantics.
 
-Same contract as ``reference.py`` (see ``backends/__init__.py``). Two convolution strategies:
+Same contract as ``reference.py`` (see ``backends/__init__.py``). Every convolution first
+zero-pads the input once into flat "planes" and computes outputs on a "grid" whose rows
+share the planes' pitch (see "Padded planes and output grids" below): with stride 1 each
+kernel tap then reads one contiguous run, so the inner loops are long, unit-stride and
+vectorised, with no bounds tests. Two strategies on top of that:
 
 * dense and grouped convolutions (C_in/groups > 1) are im2col + matrix multiply, per work
   unit, into per-thread scratch buffers that stay in cache::
 
-      cols (Cg*kh*kw, P) = im2col(x[n, group g])          P = output pixels of the unit
+      cols (Cg*kh*kw, P) = im2col(x[n, group g])          P = grid positions of the unit
       y[n, g] (Cog, P)   = W[n, g] (Cog, Cg*kh*kw) @ cols + b[n, g]
       dW[n, g]           = dy[n, g] @ cols^T               (summed over n when Nw = 1)
       dcols              = W[n, g]^T @ dy[n, g]  -> col2im -> dx[n, g]
@@ -22,7 +26,8 @@ Every ``prange`` runs over an index that the iteration owns (no two iterations w
 same element): (sample, group, block of output rows) for y; (sample, group) for dx; for
 dW either the sample (Nw = N) or a per-thread partial sum that is reduced afterwards
 (Nw = 1). No kernel uses fastmath, so results differ from the reference only by the
-order of floating-point summation.
+order of floating-point summation. Kernels compile on first use (``cache=True`` keeps
+the machine code on disk for the next process).
 """
 import contextlib
 
@@ -35,7 +40,7 @@ from .geometry import conv_output_shape
 
 NAME = "numba"
 
-# Output pixels per forward work unit: the unit's im2col block (Cg*kh*kw x this) and its
+# Grid positions per forward work unit: the unit's im2col block (Cg*kh*kw x this) and its
 # product stay in a core's L2 cache, and the batch splits into enough units for every thread.
 _PIXELS_PER_BLOCK = 256
 
@@ -55,8 +60,8 @@ _BLAS_CONTROLLER = []
 def _single_threaded_blas():
     """Context in which BLAS (NumPy's and SciPy's, which jitted code calls) uses one thread.
 
-    Uses threadpoolctl when it is installed; without it BLAS keeps its threads (correct,
-    but slower when called from Numba's threads).
+    Uses threadpoolctl when it is installed; without it BLAS keeps its threads: results
+    are the same, but the dense kernels can run several times slower (see module docstring).
     """
     try:
         from threadpoolctl import ThreadpoolController
