@@ -1,10 +1,10 @@
 """The Numba CPU backend: jitted, multi-threaded loops with the reference's semantics.
 
 Same contract as ``reference.py`` (see ``backends/__init__.py``). Every convolution first
-zero-pads the input once into flat "planes" and computes outputs on a "grid" whose rows
-share the planes' pitch (see "Padded planes and output grids" below): with stride 1 each
-kernel tap then reads one contiguous run, so the inner loops are long, unit-stride and
-vectorised, with no bounds tests. Two strategies on top of that:
+zero-pads the input once and splits it into stride phases, flat "phase planes", and
+computes outputs on a "grid" whose rows share the planes' pitch (see "Padded planes and
+output grids" below): each kernel tap then reads one contiguous run, so the inner loops
+are long, unit-stride and vectorised, with no bounds tests. Two strategies on top of that:
 
 * dense and grouped convolutions (C_in/groups > 1) are im2col + matrix multiply, per work
   unit, into per-thread scratch buffers that stay in cache::
@@ -40,9 +40,9 @@ from .geometry import conv_output_shape
 
 NAME = "numba"
 
-# Grid positions per forward work unit: the unit's im2col block (Cg*kh*kw x this) and its
-# product stay in a core's L2 cache, and the batch splits into enough units for every thread.
-_PIXELS_PER_BLOCK = 256
+# Grid positions per forward work unit, at most: the unit's im2col block (Cg*kh*kw x this)
+# and its product stay in cache, and the matrix product is still large enough for BLAS.
+_POSITIONS_PER_BLOCK = 512
 
 
 def ensure_available():
@@ -81,28 +81,32 @@ def _thread_slots():
 # ----------------------------------------------------------------------------------------
 # Padded planes and output grids: the geometry every convolution kernel below shares.
 #
-# An input channel is zero-padded once into a flat "plane" with row pitch Wp = W + 2 p1
-# (and a few slack zeros at the end). Outputs are computed on a "grid" with row pitch gw:
-# gw = Wp for stride (1, 1), else gw = W_out. Grid position (h, w) reads, for tap (i, j),
+# An input channel is zero-padded once and split into s0*s1 "phase planes" (polyphase):
 #
-#     plane[(h s0 + i d0) Wp + j d1 + w s1]
+#     phase (a, b) [r, q] = x_padded[r s0 + a, q s1 + b],   flat with row pitch Wq = ceil(Wp/s1)
 #
-# With stride (1, 1) this is plane[h Wp + w + shift(i, j)]: for each tap, a whole block of
-# grid rows reads ONE contiguous run of the plane, so every inner loop is a long, unit-stride,
-# vectorised loop with no bounds tests (padding is real zeros). The price: grid columns
-# w >= W_out (2 p1 of every Wp) are computed and dropped in the forward pass; in the backward
-# pass they hold zeros in dy, so they add nothing. Other strides run one grid row at a time.
+# (Wp = W + 2 p1; a few slack zeros follow each phase plane). Outputs are computed on a "grid"
+# with the same row pitch Wq. Grid position (h, w) reads, for tap (i, j),
+#
+#     x_padded[h s0 + i d0, w s1 + j d1]
+#         = phase (i d0 % s0, j d1 % s1) [h + i d0 // s0, w + j d1 // s1]
+#
+# i.e. flat index h Wq + w + shift(i, j) of one phase plane: for every stride and dilation,
+# a tap reads ONE contiguous run for a whole block of grid rows, so every inner loop is a
+# long, unit-stride, vectorised loop with no bounds tests (padding is real zeros). The price:
+# grid columns w >= W_out (Wq - W_out of every Wq) are computed and dropped in the forward
+# pass; in the backward pass they hold zeros in dy, so they add nothing.
 
 GATHER, SCATTER, GRID_AXPY, PLANE_AXPY, PRODUCTS = 0, 1, 2, 3, 4
 
 
-def _plane_geometry(x_shape, kw, stride, padding, dilation, out_w):
-    """(Wp, plane length, grid pitch gw) for images of x_shape (see the comment above)."""
-    height, width = x_shape[2], x_shape[3]
-    pitch = width + 2 * padding[1]
-    length = (height + 2 * padding[0] + 1) * pitch + (kw - 1) * dilation[1] + stride[1]
-    grid_pitch = pitch if stride == (1, 1) else out_w
-    return pitch, length, grid_pitch
+def _plane_geometry(x_shape, kw, stride, padding, dilation):
+    """(number of phases, phase-plane length, row pitch Wq) for images of x_shape."""
+    padded_h, padded_w = x_shape[2] + 2 * padding[0], x_shape[3] + 2 * padding[1]
+    pitch = -(-padded_w // stride[1])
+    rows = -(-padded_h // stride[0])
+    length = (rows + 1) * pitch + (kw - 1) * dilation[1] // stride[1] + 1
+    return stride[0] * stride[1], length, pitch
 
 
 @njit(cache=True)
@@ -128,71 +132,92 @@ def _combine(op, grid, acc, samples, coef):
 
 
 @njit(cache=True)
-def _for_tap(op, grid, acc, plane, coef, h0, h1, i, j, grid_pitch, pitch, stride, dilation):
-    """Apply ``op`` between grid rows [h0, h1) (grid, acc: that block, flat) and the plane
-    samples that tap (i, j) reads: one run for stride (1, 1), else one strided run per row."""
-    shift = i * dilation[0] * pitch + j * dilation[1]
-    if stride[0] == 1 and stride[1] == 1:
-        start = shift + h0 * pitch
-        _combine(op, grid, acc, plane[start:start + grid.size], coef)
+def _for_tap(op, grid, acc, phases, coef, h0, i, j, pitch, stride, dilation):
+    """Apply ``op`` between a block of grid rows starting at row h0 (grid, acc: flat) and the
+    run of phase-plane samples that tap (i, j) reads for it."""
+    row_shift, col_shift = i * dilation[0], j * dilation[1]
+    phase = (row_shift % stride[0]) * stride[1] + col_shift % stride[1]
+    start = (h0 + row_shift // stride[0]) * pitch + col_shift // stride[1]
+    _combine(op, grid, acc, phases[phase, start:start + grid.size], coef)
+
+
+@njit(cache=True)
+def _zero(run):
+    """run[:] = 0, as a plain loop (vectorised; Numba's slice fill is not)."""
+    for k in range(run.size):
+        run[k] = 0.0
+
+
+@njit(cache=True)
+def _copy_run(plane_run, image_run, into_plane):
+    """plane_run = image_run (into_plane) or image_run = plane_run."""
+    if into_plane:
+        for q in range(plane_run.size):
+            plane_run[q] = image_run[q]
     else:
-        for h in range(h0, h1):
-            row = (h - h0) * grid_pitch
-            start = shift + h * stride[0] * pitch
-            _combine(op, grid[row:row + grid_pitch], acc[row:row + grid_pitch],
-                     plane[start:start + (grid_pitch - 1) * stride[1] + 1:stride[1]], coef)
+        for q in range(plane_run.size):
+            image_run[q] = plane_run[q]
 
 
 @njit(cache=True)
-def _pad_into(image, plane, padding, pitch):
-    """plane = image zero-padded by ``padding``, flattened with row pitch ``pitch``."""
-    plane[:] = 0.0
-    for r in range(image.shape[0]):
-        start = (r + padding[0]) * pitch + padding[1]
-        row, source = plane[start:start + image.shape[1]], image[r]
-        for q in range(image.shape[1]):
-            row[q] = source[q]
+def _pad_transfer(image, phases, padding, pitch, stride, into_phases):
+    """into_phases: phases = the phase planes of image zero-padded by ``padding``; else the
+    adjoint, image = the interior of the phase planes (see the comment above).
+
+    Loops phase by phase, so that the divisions happen once per phase, not once per row.
+    """
+    if into_phases:
+        _zero(phases.reshape(phases.size))
+    height, width = image.shape
+    for a in range(stride[0]):
+        first_row = (a - padding[0]) % stride[0]  # first image row in row phase a
+        for b in range(stride[1]):
+            first = (b - padding[1]) % stride[1]  # first image column in column phase b
+            if first >= width:
+                continue
+            count = (width - 1 - first) // stride[1] + 1
+            plane = phases[a * stride[1] + b]
+            start = ((first_row + padding[0]) // stride[0] * pitch
+                     + (first + padding[1]) // stride[1])
+            for r in range(first_row, height, stride[0]):
+                plane_run = plane[start:start + count]
+                start += pitch
+                if stride[1] == 1:  # a contiguous image run (typed so, hence vectorised)
+                    _copy_run(plane_run, image[r, first:first + count], into_phases)
+                else:
+                    last = first + (count - 1) * stride[1] + 1
+                    _copy_run(plane_run, image[r, first:last:stride[1]], into_phases)
 
 
 @njit(cache=True)
-def _crop_from(plane, image, padding, pitch):
-    """image = the interior of a padded plane (the adjoint of ``_pad_into``)."""
-    for r in range(image.shape[0]):
-        start = (r + padding[0]) * pitch + padding[1]
-        row, target = plane[start:start + image.shape[1]], image[r]
-        for q in range(image.shape[1]):
-            target[q] = row[q]
-
-
-@njit(cache=True)
-def _image_onto_grid(image, grid, grid_pitch):
+def _image_onto_grid(image, grid, pitch):
     """grid rows = image rows, zeros in the columns beyond the image's width."""
-    grid[:] = 0.0
+    _zero(grid)
     for h in range(image.shape[0]):
-        row, source = grid[h * grid_pitch:h * grid_pitch + image.shape[1]], image[h]
+        row, source = grid[h * pitch:h * pitch + image.shape[1]], image[h]
         for w in range(image.shape[1]):
             row[w] = source[w]
 
 
 @njit(cache=True, parallel=True)
-def _pad_batch(x, planes, padding, pitch):
-    """planes[n, c] = padded x[n, c], one (sample, channel) per unit."""
+def _pad_batch(x, planes, padding, pitch, stride):
+    """planes[n, c] = phase planes of padded x[n, c], one (sample, channel) per unit."""
     n_batch, n_channels = x.shape[0], x.shape[1]
     for unit in prange(n_batch * n_channels):
         n, c = unit // n_channels, unit % n_channels
-        _pad_into(x[n, c], planes[n, c], padding, pitch)
+        _pad_transfer(x[n, c], planes[n, c], padding, pitch, stride, True)
 
 
 # ----------------------------------------------------------------------------------------
 # Dense and grouped convolution: im2col + BLAS
 
 @njit(cache=True, parallel=True)
-def _gemm_conv_forward(planes, w, b, y, cols_buf, prod_buf, kh, kw, pitch, grid_pitch,
-                       stride, dilation, rows_per_block):
+def _gemm_conv_forward(planes, w, b, y, cols_buf, prod_buf, kh, kw, pitch, stride, dilation,
+                       rows_per_block):
     """y[n, g] = W[n, g] @ im2col(x[n, g]) + b[n, g], one (sample, group, row block) per unit.
 
-    Blocked by output rows: a unit covers rows_per_block grid rows (about
-    _PIXELS_PER_BLOCK positions), so its im2col block cols (Cg*kh*kw, P) and the product
+    Blocked by output rows: a unit covers rows_per_block grid rows (at most
+    _POSITIONS_PER_BLOCK positions), so its im2col block cols (Cg*kh*kw, P) and the product
     (P, Cog) = cols^T @ W^T live in the thread's scratch (cols_buf[t], prod_buf[t]) in cache,
     and even N = 1 spreads over the threads. (The product is formed transposed: OpenBLAS is
     faster with the long pixel axis as rows when C_out/groups is small.)
@@ -208,29 +233,29 @@ def _gemm_conv_forward(planes, w, b, y, cols_buf, prod_buf, kh, kw, pitch, grid_
         wn = n if w.shape[0] > 1 else 0
         h0 = block * rows_per_block
         h1 = min(out_h, h0 + rows_per_block)
-        positions = (h1 - h0) * grid_pitch
+        positions = (h1 - h0) * pitch
         thread = numba.get_thread_id()
         cols = cols_buf[thread, :depth * positions].reshape(depth, positions)
         for c in range(c_group):
             for i in range(kh):
                 for j in range(kw):
                     row = cols[(c * kh + i) * kw + j]
-                    _for_tap(GATHER, row, row, planes[n, g, c], 0.0, h0, h1, i, j, grid_pitch,
-                             pitch, stride, dilation)
+                    _for_tap(GATHER, row, row, planes[n, g, c], 0.0, h0, i, j, pitch, stride,
+                             dilation)
         product = prod_buf[thread, :positions * n_out].reshape(positions, n_out)
         np.dot(cols.T, w[wn, g].T, product)
         for o in range(n_out):
             bias = b[wn, g, o]
             for h in range(h0, h1):
                 target = y[n, g, o, h]
-                source = product[(h - h0) * grid_pitch:(h - h0) * grid_pitch + out_w, o]
+                source = product[(h - h0) * pitch:(h - h0) * pitch + out_w, o]
                 for q in range(out_w):
                     target[q] = source[q] + bias
 
 
 @njit(cache=True, parallel=True)
 def _gemm_conv_backward(dy, planes, w, dx, dw_slots, cols_buf, dy_buf, plane_buf, dw_buf,
-                        kh, kw, pitch, grid_pitch, stride, padding, dilation):
+                        kh, kw, pitch, stride, padding, dilation):
     """dx and dW of ``_gemm_conv_forward``: two units per (sample, group), one for each.
 
     Blocked by (sample, group), split into a weight-gradient and an input-gradient unit so
@@ -247,7 +272,7 @@ def _gemm_conv_backward(dy, planes, w, dx, dw_slots, cols_buf, dy_buf, plane_buf
     n_batch, n_groups, c_group = planes.shape[0], planes.shape[1], planes.shape[2]
     n_out, depth = w.shape[2], w.shape[3]
     out_h = dy.shape[3]
-    positions = out_h * grid_pitch
+    positions = out_h * pitch
     per_sample = w.shape[0] > 1 or n_batch == 1
     for unit in prange(2 * n_batch * n_groups):
         n, g = unit // 2 // n_groups, unit // 2 % n_groups
@@ -256,14 +281,14 @@ def _gemm_conv_backward(dy, planes, w, dx, dw_slots, cols_buf, dy_buf, plane_buf
         cols = cols_buf[thread, :depth * positions].reshape(depth, positions)
         dy_grid = dy_buf[thread, :n_out * positions].reshape(n_out, positions)
         for o in range(n_out):
-            _image_onto_grid(dy[n, g, o], dy_grid[o], grid_pitch)
+            _image_onto_grid(dy[n, g, o], dy_grid[o], pitch)
         if unit % 2 == 0:
             for c in range(c_group):
                 for i in range(kh):
                     for j in range(kw):
                         row = cols[(c * kh + i) * kw + j]
-                        _for_tap(GATHER, row, row, planes[n, g, c], 0.0, 0, out_h, i, j,
-                                 grid_pitch, pitch, stride, dilation)
+                        _for_tap(GATHER, row, row, planes[n, g, c], 0.0, 0, i, j, pitch,
+                                 stride, dilation)
             dw_unit = dw_buf[thread]
             np.dot(dy_grid, cols.T, dw_unit)
             dw_slot = dw_slots[n if per_sample else thread, g].reshape(n_out * depth)
@@ -274,20 +299,20 @@ def _gemm_conv_backward(dy, planes, w, dx, dw_slots, cols_buf, dy_buf, plane_buf
             np.dot(w[wn, g].T, dy_grid, cols)
             for c in range(c_group):
                 plane = plane_buf[thread, c]
-                plane[:] = 0.0
+                _zero(plane.reshape(plane.size))
                 for i in range(kh):
                     for j in range(kw):
                         row = cols[(c * kh + i) * kw + j]
-                        _for_tap(SCATTER, row, row, plane, 0.0, 0, out_h, i, j, grid_pitch,
-                                 pitch, stride, dilation)
-                _crop_from(plane, dx[n, g, c], padding, pitch)
+                        _for_tap(SCATTER, row, row, plane, 0.0, 0, i, j, pitch, stride,
+                                 dilation)
+                _pad_transfer(dx[n, g, c], plane, padding, pitch, stride, False)
 
 
 # ----------------------------------------------------------------------------------------
 # Depthwise convolution (C_in/groups = 1): direct loops
 
 @njit(cache=True, parallel=True)
-def _depthwise_forward(planes, w, b, y, grid_buf, pitch, grid_pitch, stride, dilation):
+def _depthwise_forward(planes, w, b, y, grid_buf, pitch, stride, dilation):
     """y[n, o] = b[n, o] + sum_{i,j} w[n, o, i, j] x[n, o // m] shifted by tap (i, j).
 
     One (sample, output channel) per unit: the unit's output grid (grid_buf[t], in L1)
@@ -301,22 +326,22 @@ def _depthwise_forward(planes, w, b, y, grid_buf, pitch, grid_pitch, stride, dil
     for unit in prange(n_batch * n_out):
         n, o = unit // n_out, unit % n_out
         wn = n if w.shape[0] > 1 else 0
-        grid = grid_buf[numba.get_thread_id(), :out_h * grid_pitch]
-        grid[:] = 0.0
+        grid = grid_buf[numba.get_thread_id(), :out_h * pitch]
+        _zero(grid)
         for i in range(kh):
             for j in range(kw):
                 _for_tap(GRID_AXPY, grid, grid, planes[n, o // multiplier], w[wn, o, i, j], 0,
-                         out_h, i, j, grid_pitch, pitch, stride, dilation)
+                         i, j, pitch, stride, dilation)
         bias = b[wn, o]
         for h in range(out_h):
-            target, source = y[n, o, h], grid[h * grid_pitch:h * grid_pitch + out_w]
+            target, source = y[n, o, h], grid[h * pitch:h * pitch + out_w]
             for q in range(out_w):
                 target[q] = source[q] + bias
 
 
 @njit(cache=True, parallel=True)
-def _depthwise_backward_input(dy, w, dx, grid_buf, plane_buf, pitch, grid_pitch, stride,
-                              padding, dilation):
+def _depthwise_backward_input(dy, w, dx, grid_buf, plane_buf, pitch, stride, padding,
+                              dilation):
     """dx[n, c] = sum over the m output channels o of channel c and the taps (i, j) of
     w[n, o, i, j] dy[n, o] shifted back onto the input.
 
@@ -331,21 +356,21 @@ def _depthwise_backward_input(dy, w, dx, grid_buf, plane_buf, pitch, grid_pitch,
         n, c = unit // n_in, unit % n_in
         wn = n if w.shape[0] > 1 else 0
         thread = numba.get_thread_id()
-        grid = grid_buf[thread, :out_h * grid_pitch]
+        grid = grid_buf[thread, :out_h * pitch]
         plane = plane_buf[thread]
-        plane[:] = 0.0
+        _zero(plane.reshape(plane.size))
         for o in range(c * multiplier, (c + 1) * multiplier):
-            _image_onto_grid(dy[n, o], grid, grid_pitch)
+            _image_onto_grid(dy[n, o], grid, pitch)
             for i in range(kh):
                 for j in range(kw):
-                    _for_tap(PLANE_AXPY, grid, grid, plane, w[wn, o, i, j], 0, out_h, i, j,
-                             grid_pitch, pitch, stride, dilation)
-        _crop_from(plane, dx[n, c], padding, pitch)
+                    _for_tap(PLANE_AXPY, grid, grid, plane, w[wn, o, i, j], 0, i, j, pitch,
+                             stride, dilation)
+        _pad_transfer(dx[n, c], plane, padding, pitch, stride, False)
 
 
 @njit(cache=True, parallel=True)
-def _depthwise_backward_weight(dy, planes, dw, grid_buf, acc_buf, ones, pitch, grid_pitch,
-                               stride, dilation):
+def _depthwise_backward_weight(dy, planes, dw, grid_buf, acc_buf, ones, pitch, stride,
+                               dilation):
     """dw[s, o, i, j] = sum_{n, h, w} dy[n, o, h, w] x[n, o // m] at tap (i, j) of (h, w).
 
     One (kernel slot s, output channel o) per unit; slot s is the sample when the kernels
@@ -357,7 +382,7 @@ def _depthwise_backward_weight(dy, planes, dw, grid_buf, acc_buf, ones, pitch, g
     n_batch, n_in = planes.shape[0], planes.shape[1]
     n_slots, n_out, kh, kw = dw.shape
     out_h = dy.shape[2]
-    positions = out_h * grid_pitch
+    positions = out_h * pitch
     multiplier = n_out // n_in
     for unit in prange(n_slots * n_out):
         s, o = unit // n_out, unit % n_out
@@ -365,26 +390,33 @@ def _depthwise_backward_weight(dy, planes, dw, grid_buf, acc_buf, ones, pitch, g
         thread = numba.get_thread_id()
         grid = grid_buf[thread, :positions]
         acc = acc_buf[thread, :kh * kw * positions]
-        acc[:] = 0.0
+        _zero(acc)
         for n in range(first, last):
-            _image_onto_grid(dy[n, o], grid, grid_pitch)
+            _image_onto_grid(dy[n, o], grid, pitch)
             for i in range(kh):
                 for j in range(kw):
                     tap = (i * kw + j) * positions
                     _for_tap(PRODUCTS, grid, acc[tap:tap + positions], planes[n, o // multiplier],
-                             0.0, 0, out_h, i, j, grid_pitch, pitch, stride, dilation)
+                             0.0, 0, i, j, pitch, stride, dilation)
         np.dot(acc.reshape(kh * kw, positions), ones[:positions], dw[s, o].reshape(kh * kw))
 
 
 # ----------------------------------------------------------------------------------------
 # Public contract
 
-def _padded_planes(x, kw, stride, padding, dilation, out_w):
-    """(planes (N, C, L), Wp, gw): x zero-padded once for every kernel of this call."""
-    pitch, length, grid_pitch = _plane_geometry(x.shape, kw, stride, padding, dilation, out_w)
-    planes = np.empty(x.shape[:2] + (length,), x.dtype)
-    _pad_batch(x, planes, padding, pitch)
-    return planes, pitch, grid_pitch
+def _padded_planes(x, kw, stride, padding, dilation):
+    """(planes (N, C, s0*s1, L), Wq): x padded and split into phases once for this call."""
+    phases, length, pitch = _plane_geometry(x.shape, kw, stride, padding, dilation)
+    planes = np.empty(x.shape[:2] + (phases, length), x.dtype)
+    _pad_batch(x, planes, padding, pitch, stride)
+    return planes, pitch
+
+
+def _rows_per_block(out_h, pitch, n_units):
+    """Equal blocks of grid rows of at most _POSITIONS_PER_BLOCK positions, and at least two
+    blocks per thread in all when there are few (sample, group) pairs."""
+    blocks = max(-(-out_h * pitch // _POSITIONS_PER_BLOCK), -(-2 * _thread_slots() // n_units))
+    return -(-out_h // min(out_h, blocks))
 
 
 def conv2d_forward(x, w, b, stride, padding, dilation, groups):
@@ -394,24 +426,24 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups):
     stride, padding, dilation = tuple(stride), tuple(padding), tuple(dilation)
     y = np.empty((n, c_out, out_h, out_w), dtype=x.dtype)
     b = np.zeros((nw, c_out), x.dtype) if b is None else b
-    planes, pitch, grid_pitch = _padded_planes(x, kw, stride, padding, dilation, out_w)
+    planes, pitch = _padded_planes(x, kw, stride, padding, dilation)
     slots = _thread_slots()
     if c_group == 1:
-        grid_buf = np.empty((slots, out_h * grid_pitch), x.dtype)
-        _depthwise_forward(planes, w.reshape(nw, c_out, kh, kw), b, y, grid_buf, pitch,
-                           grid_pitch, stride, dilation)
+        grid_buf = np.empty((slots, out_h * pitch), x.dtype)
+        _depthwise_forward(planes, w.reshape(nw, c_out, kh, kw), b, y, grid_buf, pitch, stride,
+                           dilation)
         return y
     depth, c_out_group = c_group * kh * kw, c_out // groups
-    rows_per_block = max(1, min(out_h, _PIXELS_PER_BLOCK // grid_pitch))
-    positions = rows_per_block * grid_pitch
+    rows_per_block = _rows_per_block(out_h, pitch, n * groups)
+    positions = rows_per_block * pitch
     cols_buf = np.empty((slots, depth * positions), x.dtype)
     prod_buf = np.empty((slots, positions * c_out_group), x.dtype)
     with _single_threaded_blas():
-        _gemm_conv_forward(planes.reshape(n, groups, c_group, -1),
+        _gemm_conv_forward(planes.reshape((n, groups, c_group) + planes.shape[2:]),
                            w.reshape(nw, groups, c_out_group, depth),
                            b.reshape(nw, groups, c_out_group),
                            y.reshape(n, groups, c_out_group, out_h, out_w), cols_buf, prod_buf,
-                           kh, kw, pitch, grid_pitch, stride, dilation, rows_per_block)
+                           kh, kw, pitch, stride, dilation, rows_per_block)
     return y
 
 
@@ -426,34 +458,34 @@ def conv2d_backward(dy, x, w, stride, padding, dilation, groups, has_bias):
         db = dy.sum(axis=(2, 3))
         db = db.sum(axis=0, keepdims=True) if shared else db
     dx = np.empty_like(x)
-    planes, pitch, grid_pitch = _padded_planes(x, kw, stride, padding, dilation, out_w)
-    slots, positions = _thread_slots(), out_h * grid_pitch
+    planes, pitch = _padded_planes(x, kw, stride, padding, dilation)
+    slots, positions = _thread_slots(), out_h * pitch
     if c_group == 1:
         dw = np.empty_like(w)
         grid_buf = np.empty((slots, positions), x.dtype)
-        plane_buf = np.empty((slots, planes.shape[2]), x.dtype)
+        plane_buf = np.empty((slots,) + planes.shape[2:], x.dtype)
         acc_buf = np.empty((slots, kh * kw * positions), x.dtype)
         w_taps = w.reshape(nw, c_out, kh, kw)
-        _depthwise_backward_input(dy, w_taps, dx, grid_buf, plane_buf, pitch, grid_pitch,
-                                  stride, padding, dilation)
+        _depthwise_backward_input(dy, w_taps, dx, grid_buf, plane_buf, pitch, stride, padding,
+                                  dilation)
         with _single_threaded_blas():
             _depthwise_backward_weight(dy, planes, dw.reshape(nw, c_out, kh, kw), grid_buf,
-                                       acc_buf, np.ones(positions, x.dtype), pitch, grid_pitch,
-                                       stride, dilation)
+                                       acc_buf, np.ones(positions, x.dtype), pitch, stride,
+                                       dilation)
         return dx, dw, db
     depth, c_out_group = c_group * kh * kw, c_out // groups
     dw_slots = np.zeros((slots if shared else nw, groups, c_out_group, depth), x.dtype)
     cols_buf = np.empty((slots, depth * positions), x.dtype)
     dy_buf = np.empty((slots, c_out_group * positions), x.dtype)
-    plane_buf = np.empty((slots, c_group, planes.shape[2]), x.dtype)
+    plane_buf = np.empty((slots, c_group) + planes.shape[2:], x.dtype)
     dw_buf = np.empty((slots, c_out_group, depth), x.dtype)
     with _single_threaded_blas():
         _gemm_conv_backward(dy.reshape(n, groups, c_out_group, out_h, out_w),
-                            planes.reshape(n, groups, c_group, -1),
+                            planes.reshape((n, groups, c_group) + planes.shape[2:]),
                             w.reshape(nw, groups, c_out_group, depth),
                             dx.reshape((n, groups, c_group) + x.shape[2:]), dw_slots,
-                            cols_buf, dy_buf, plane_buf, dw_buf, kh, kw, pitch, grid_pitch,
-                            stride, padding, dilation)
+                            cols_buf, dy_buf, plane_buf, dw_buf, kh, kw, pitch, stride,
+                            padding, dilation)
     dw = dw_slots.sum(axis=0, keepdims=True) if shared else dw_slots
     return dx, dw.reshape(w.shape), db
 
