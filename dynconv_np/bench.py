@@ -256,9 +256,9 @@ def _ms(seconds):
     return f"{seconds * 1e3:9.2f}"
 
 
-def print_table(suite, results, peak):
+def print_table(suite, results, peak, peak_size):
     libraries = [lib for lib in ("numba", "numpy", "torch") if lib in results]
-    print(f"\nfloat32 matmul peak (NumPy BLAS, 2048^3, all cores): {peak:.1f} GFLOP/s\n")
+    print(f"\nfloat32 matmul peak (NumPy BLAS, {peak_size}^3, all cores): {peak:.1f} GFLOP/s\n")
     header = (f"{'layer':5} {'library':7} | {'fwd med ms':>10} {'fwd min ms':>10} "
               f"{'GFLOP/s':>8} {'%peak':>6} | {'f+b med ms':>10} {'f+b min ms':>10} "
               f"{'GFLOP/s':>8} {'%peak':>6} | {'1st call s':>10}")
@@ -303,7 +303,8 @@ def run_cpu(tiny=False, repeats=30):
     print(f"CPU section: {os.cpu_count()} cores, repeats={repeats}, float32, K={NUM_KERNELS}, "
           f"tau={TEMPERATURE}" + (", tiny suite" if tiny else ""))
     _report_load("before")
-    peak = matmul_peak_gflops(256 if tiny else 2048)
+    peak_size = 256 if tiny else 2048
+    peak = matmul_peak_gflops(peak_size)
     phases = {"numba": lambda spec: time_dynconv(spec, "numba", repeats),
               "numpy": lambda spec: time_dynconv(spec, "numpy", max(3, repeats // 5))}
     if torch is not None:
@@ -312,7 +313,7 @@ def run_cpu(tiny=False, repeats=30):
     for library, timer in phases.items():
         time.sleep(PHASE_PAUSE_S)
         results[library] = {spec.name: timer(spec) for spec in suite}
-    print_table(suite, results, peak)
+    print_table(suite, results, peak, peak_size)
 
     time.sleep(PHASE_PAUSE_S)
     print()
