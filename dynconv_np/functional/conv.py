@@ -18,6 +18,10 @@ Two entry points share one validation and one backend call:
   convolution: y[n] = conv(x[n], W_n) + b_n); gradients are per sample.
 * ``conv2d_forward`` - one kernel for the whole batch (ordinary convolution); the kernel
   gradient is summed over the batch.
+
+``check_finite=False`` skips the O(size) scans of x, the kernels and (in backward) dy for NaN and
+inf; shapes, dtypes and geometry are always checked. Layers pass it after checking their own
+input once, so a forward/backward pair scans each activation a single time.
 """
 import numpy as np
 
@@ -43,12 +47,12 @@ def _contiguous(a):
     return np.ascontiguousarray(a) if is_host_array(a) else a
 
 
-def _prepare(x, weight, bias, stride, padding, dilation, groups, per_sample):
+def _prepare(x, weight, bias, stride, padding, dilation, groups, per_sample, check_finite):
     """Validate a convolution call; return contiguous (x, w, b) with w (Nw, ...) and the geometry."""
     stride, padding, dilation, groups = conv_geometry(stride, padding, dilation, groups)
     lead = 1 if per_sample else 0
-    check_float_array(x, "x", ndim=4)
-    check_float_array(weight, "weight", ndim=4 + lead)
+    check_float_array(x, "x", ndim=4, finite=check_finite)
+    check_float_array(weight, "weight", ndim=4 + lead, finite=check_finite)
     check_same_dtype(x=x, weight=weight, bias=bias)
     n, c_in, height, width = x.shape
     c_out, c_group, kh, kw = weight.shape[lead:]
@@ -75,12 +79,15 @@ def _prepare(x, weight, bias, stride, padding, dilation, groups, per_sample):
         (stride, padding, dilation, groups)
 
 
-def _forward(x, weight, bias, stride, padding, dilation, groups, backend, per_sample):
-    x, w, b, geometry = _prepare(x, weight, bias, stride, padding, dilation, groups, per_sample)
+def _forward(x, weight, bias, stride, padding, dilation, groups, backend, per_sample,
+             check_finite):
+    x, w, b, geometry = _prepare(x, weight, bias, stride, padding, dilation, groups, per_sample,
+                                 check_finite)
     module = get_backend(backend)
     y = module.conv2d_forward(x, w, b, *geometry)
     cache = {"x": x, "w": w, "has_bias": b is not None, "geometry": geometry,
-             "backend": module, "y_shape": tuple(y.shape), "per_sample": per_sample}
+             "backend": module, "y_shape": tuple(y.shape), "per_sample": per_sample,
+             "check_finite": check_finite}
     return y, cache
 
 
@@ -88,7 +95,7 @@ def _backward(dy, cache):
     if tuple(dy.shape) != cache["y_shape"]:
         raise ValueError(f"dy must have the shape of the forward output {cache['y_shape']}; "
                          f"received {tuple(dy.shape)}")
-    check_float_array(dy, "dy")
+    check_float_array(dy, "dy", finite=cache["check_finite"])
     check_same_dtype(dy=dy, x=cache["x"])
     dx, dw, db = cache["backend"].conv2d_backward(_contiguous(dy), cache["x"], cache["w"],
                                                   *cache["geometry"], cache["has_bias"])
@@ -99,14 +106,15 @@ def _backward(dy, cache):
 
 
 def per_sample_conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
-                              backend=DEFAULT_BACKEND):
+                              backend=DEFAULT_BACKEND, check_finite=True):
     """y[n] = conv2d(x[n], weight[n]) + bias[n] -> (y, cache).
 
     x (N, C_in, H, W); weight (N, C_out, C_in/groups, kh, kw); bias (N, C_out) or None;
     stride, padding, dilation: int or pair; y (N, C_out, H_out, W_out) with
     H_out = floor((H + 2 p0 - d0 (kh - 1) - 1) / s0) + 1 (and likewise W_out).
     """
-    return _forward(x, weight, bias, stride, padding, dilation, groups, backend, per_sample=True)
+    return _forward(x, weight, bias, stride, padding, dilation, groups, backend, True,
+                    check_finite)
 
 
 def per_sample_conv2d_backward(dy, cache):
@@ -115,13 +123,14 @@ def per_sample_conv2d_backward(dy, cache):
 
 
 def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
-                   backend=DEFAULT_BACKEND):
+                   backend=DEFAULT_BACKEND, check_finite=True):
     """y = conv2d(x, weight) + bias, one kernel for the batch -> (y, cache).
 
     weight (C_out, C_in/groups, kh, kw); bias (C_out,) or None; otherwise as
     ``per_sample_conv2d_forward``.
     """
-    return _forward(x, weight, bias, stride, padding, dilation, groups, backend, per_sample=False)
+    return _forward(x, weight, bias, stride, padding, dilation, groups, backend, False,
+                    check_finite)
 
 
 def conv2d_backward(dy, cache):

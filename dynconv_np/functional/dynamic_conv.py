@@ -10,37 +10,44 @@ convolution and through the attention branch), so its gradient is the sum of bot
 
     dx = dx_conv + dx_pool,   dx_pool[n, c] = dpooled[n, c] / (H W)
 
-No stage's math is repeated here: this module only wires stages together.
+No stage's math is repeated here: this module only wires stages together. x (and, in backward,
+dy) is scanned for NaN/inf once, here, unless ``check_finite=False`` (layers that checked their
+input already); the per-sample kernels are built from checked parameters and are not rescanned.
 """
+import numpy as np
+
 from .aggregation import aggregate_kernels_backward, aggregate_kernels_forward
 from .attention import ATTENTION_PARAMS, attention_backward, attention_forward
 from .conv import per_sample_conv2d_backward, per_sample_conv2d_forward
 from .pooling import global_avg_pool_backward, global_avg_pool_forward
-from .._validation import check_float_array
+from .._validation import check_finite as check_all_finite, check_float_array
 from ..backends import DEFAULT_BACKEND
 
 
 def dynamic_conv2d_forward(x, params, tau, stride=1, padding=0, dilation=1, groups=1,
-                           backend=DEFAULT_BACKEND):
+                           backend=DEFAULT_BACKEND, check_finite=True):
     """y = dynamic convolution of x -> (y, cache); ``cache["pi"]`` is the attention (N, K).
 
     params: dict with "weight" (K, C_out, C_in/groups, kh, kw), optional "bias" (K, C_out),
     "fc1_weight" (hidden, C_in), "fc1_bias" (hidden,), "fc2_weight" (K, hidden), "fc2_bias" (K,).
     """
-    check_float_array(x, "x", ndim=4)
+    check_float_array(x, "x", ndim=4, finite=check_finite)
     pooled, pool_cache = global_avg_pool_forward(x, backend)
     pi, attention_cache = attention_forward(pooled, *(params[name] for name in ATTENTION_PARAMS),
                                             tau)
     (w_n, b_n), aggregate_cache = aggregate_kernels_forward(pi, params["weight"],
                                                             params.get("bias"), backend)
     y, conv_cache = per_sample_conv2d_forward(x, w_n, b_n, stride, padding, dilation, groups,
-                                              backend)
-    return y, {"pi": pi, "stages": (pool_cache, attention_cache, aggregate_cache, conv_cache)}
+                                              backend, check_finite=False)
+    return y, {"pi": pi, "check_finite": check_finite,
+               "stages": (pool_cache, attention_cache, aggregate_cache, conv_cache)}
 
 
 def dynamic_conv2d_backward(dy, cache):
     """(dx, grads) where grads has a key per parameter in the forward's ``params``."""
     pool_cache, attention_cache, aggregate_cache, conv_cache = cache["stages"]
+    if cache["check_finite"] and isinstance(dy, np.ndarray):
+        check_all_finite(dy, "dy")
     dx, dw_n, db_n = per_sample_conv2d_backward(dy, conv_cache)
     dpi, dweight, dbias = aggregate_kernels_backward(dw_n, db_n, aggregate_cache)
     dpooled, grads = attention_backward(dpi, attention_cache)

@@ -45,7 +45,8 @@ class Conv2d(Layer):
     def forward(self, x):
         check_layer_input(self, x, 4, self.in_channels)
         y, cache = conv2d_forward(x, self.params["weight"], self.params.get("bias"), self.stride,
-                                  self.padding, self.dilation, self.groups, self.backend)
+                                  self.padding, self.dilation, self.groups, self.backend,
+                                  check_finite=False)  # check_layer_input scanned x; _recall, dy
         return self._remember(y, cache)
 
     def backward(self, dy):

@@ -104,7 +104,8 @@ class DynamicConv2d(_DynamicBase):
     def forward(self, x):
         check_layer_input(self, x, 4, self.in_channels)
         y, cache = dynamic_conv2d_forward(x, self.params, self.temperature, self.stride,
-                                          self.padding, self.dilation, self.groups, self.backend)
+                                          self.padding, self.dilation, self.groups, self.backend,
+                                          check_finite=False)  # check_layer_input scanned x
         return self._store(y, cache)
 
     def backward(self, dy):

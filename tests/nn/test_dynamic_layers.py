@@ -179,3 +179,33 @@ def test_layer_errors_name_the_problem():
         DynamicConv2d(3, 4, 3, backend="torch")
     with pytest.raises(ValueError, match="kernel height .* larger than the padded input"):
         DynamicConv2d(2, 3, 5, backend="numpy").forward(np.zeros((1, 2, 3, 3), np.float32))
+
+
+def test_non_finite_input_and_upstream_gradient_are_located():
+    """Checked once per pass (in the layer), whatever the stages below skip."""
+    layer = DynamicConv2d(2, 3, 3, padding=1, backend="numpy", dtype=np.float64, rng=0)
+    x = np.zeros((2, 2, 4, 4))
+    x[1, 0, 2, 3] = np.nan
+    with pytest.raises(ValueError, match=r"x contains 1 non-finite value\(s\); the first is nan "
+                                         r"at index \(1, 0, 2, 3\)"):
+        layer.forward(x)
+    y = layer.forward(np.zeros((2, 2, 4, 4)))
+    dy = np.zeros_like(y)
+    dy[0, 2, 0, 0] = -np.inf
+    with pytest.raises(ValueError, match=r"dy contains 1 non-finite .* \(0, 2, 0, 0\)"):
+        layer.backward(dy)
+
+
+def test_functional_dynamic_conv_checks_its_own_arrays():
+    from dynconv_np.functional import dynamic_conv2d_backward, dynamic_conv2d_forward
+    layer = DynamicConv2d(2, 3, 3, padding=1, backend="numpy", dtype=np.float64, rng=0)
+    x = np.ones((1, 2, 4, 4))
+    x[0, 1, 1, 1] = np.inf
+    with pytest.raises(ValueError, match=r"x contains 1 non-finite"):
+        dynamic_conv2d_forward(x, layer.params, 1.0, padding=1, backend="numpy")
+    y, cache = dynamic_conv2d_forward(np.ones((1, 2, 4, 4)), layer.params, 1.0, padding=1,
+                                      backend="numpy")
+    dy = np.zeros_like(y)
+    dy[0, 1] = np.nan
+    with pytest.raises(ValueError, match=r"dy contains 16 non-finite"):
+        dynamic_conv2d_backward(dy, cache)
