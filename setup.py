@@ -7,9 +7,12 @@ EXTRAS = {
     "tutorials": ["matplotlib>=3.7", "jupytext>=1.16", "nbclient>=0.10", "nbformat>=5.9",
                   "ipykernel>=6"],
 }
-# The test suite also runs the CUDA kernels under Numba's simulator and executes the notebooks.
-EXTRAS["test"] = ["pytest>=7", "hypothesis>=6.80", "scipy>=1.10"] + EXTRAS["cuda"] \
-    + EXTRAS["tutorials"]
+# The test suite also runs the CUDA kernels under Numba's simulator, compiles every kernel to
+# PTX for a real GPU (NVVM and NVRTC, no GPU needed) and executes the notebooks.
+EXTRAS["test"] = (["pytest>=7", "hypothesis>=6.80", "scipy>=1.10",
+                   "nvidia-nvvm; platform_system == 'Linux'",
+                   "nvidia-cuda-nvrtc; platform_system == 'Linux'"]
+                  + EXTRAS["cuda"] + EXTRAS["tutorials"])
 
 setup(
     name="dynconv_np",
