@@ -299,8 +299,9 @@ def _gemm_conv_backward(dy, planes, w, dx, dw_slots, cols_buf, dy_buf, plane_buf
         weight unit: cols = im2col(x[n, g]);  dW += dy[n, g] @ cols^T
         input unit:  cols = W[n, g]^T @ dy[n, g];  col2im onto the padded planes
                      plane_buf[t], cropped into dx[n, g] (the unit owns dx[n, g])
-    dW accumulates into dw_slots[slot, g]: slot = n when the kernels are per sample
-    (Nw = N), or the thread (Nw = 1: per-thread partial sums that the caller reduces).
+    dW goes into dw_slots[n, g] when the kernels are per sample (Nw = N, or N = 1), and
+    otherwise accumulates into dw_slots[thread, g] (per-thread partial sums, zeroed by the
+    caller, that it reduces afterwards).
     dy (N, G, Cog, Ho, Wo); planes (N, G, Cg, L); dx (N, G, Cg, H, W); w (Nw, G, Cog, D).
     """
     n_batch, n_groups, c_group = planes.shape[0], planes.shape[1], planes.shape[2]
@@ -323,12 +324,15 @@ def _gemm_conv_backward(dy, planes, w, dx, dw_slots, cols_buf, dy_buf, plane_buf
                         row = cols[(c * kh + i) * kw + j]
                         _for_tap(GATHER, row, row, planes[n, g, c], 0.0, 0, i, j, pitch,
                                  stride, dilation)
-            dw_unit = dw_buf[thread]
-            np.dot(dy_grid, cols.T, dw_unit)
-            dw_slot = dw_slots[n if per_sample else thread, g].reshape(n_out * depth)
-            dw_flat = dw_unit.reshape(n_out * depth)
-            for q in range(n_out * depth):
-                dw_slot[q] += dw_flat[q]
+            if per_sample:  # the unit owns dW[n, g]: the product goes straight there
+                np.dot(dy_grid, cols.T, dw_slots[n, g])
+            else:
+                dw_unit = dw_buf[thread]
+                np.dot(dy_grid, cols.T, dw_unit)
+                dw_slot = dw_slots[thread, g].reshape(n_out * depth)
+                dw_flat = dw_unit.reshape(n_out * depth)
+                for q in range(n_out * depth):
+                    dw_slot[q] += dw_flat[q]
         else:
             np.dot(w[wn, g].T, dy_grid, cols)
             for c in range(c_group):
@@ -509,7 +513,8 @@ def conv2d_backward(dy, x, w, stride, padding, dilation, groups, has_bias):
                                        dilation)
         return dx, dw, db
     depth, c_out_group = c_group * kh * kw, c_out // groups
-    dw_slots = np.zeros((slots if shared else nw, groups, c_out_group, depth), x.dtype)
+    dw_slots = (np.zeros((slots, groups, c_out_group, depth), x.dtype) if shared
+                else np.empty((nw, groups, c_out_group, depth), x.dtype))
     cols_buf = np.empty((slots, depth * positions), x.dtype)
     dy_buf = np.empty((slots, c_out_group * positions), x.dtype)
     plane_buf = np.empty((slots, c_group) + planes.shape[2:], x.dtype)

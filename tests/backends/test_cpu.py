@@ -165,3 +165,25 @@ def test_spatial_mean_and_its_gradient_match_reference(shape, dtype, seed):
     scale = np.abs(dx.astype(np.float64)) + np.abs(dpooled.astype(np.float64))[:, :, None, None]
     cpu.add_spatial_mean_grad(dx, dpooled)
     assert_close_to_scale(dx, expected, scale, dtype, "dx (in place)")
+
+
+@st.composite
+def wide_output_configs(draw):
+    """At least cpu._TRANSPOSED_BELOW output channels per group, so the forward forms its
+    product as W @ cols (narrower groups take the transposed product, cols^T @ W^T)."""
+    groups = draw(st.sampled_from([1, 2]))
+    c_out_group = draw(st.sampled_from([cpu._TRANSPOSED_BELOW, cpu._TRANSPOSED_BELOW + 3]))
+    return dict(n=draw(st.integers(1, 3)), in_channels=groups * draw(st.integers(2, 3)),
+                out_channels=groups * c_out_group,
+                kernel=(draw(st.integers(1, 3)), draw(st.integers(1, 3))),
+                stride=(draw(st.integers(1, 2)), draw(st.integers(1, 2))),
+                padding=(draw(st.integers(0, 1)), draw(st.integers(0, 1))),
+                dilation=(1, draw(st.integers(1, 2))), groups=groups,
+                size=(draw(st.integers(5, 12)), draw(st.integers(5, 12))),
+                bias=draw(st.booleans()))
+
+
+@given(c=wide_output_configs(), per_sample=st.booleans(), dtype=DTYPES,
+       seed=st.integers(0, 2**32 - 1))
+def test_conv2d_matches_reference_with_wide_output_groups(c, per_sample, dtype, seed):
+    _check_conv(c, per_sample, dtype, seed)
