@@ -24,7 +24,10 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["dynconv_np", "dynconv_np.*"]),
     package_data={"dynconv_np": ["data/*.gz", "data/*.txt"]},
-    install_requires=["numpy>=1.23", "numba>=0.58"],
+    # SciPy: Numba's np.dot inside jitted code (the "numba" backend's matrix products) calls
+    # BLAS through scipy.linalg.cython_blas. threadpoolctl: holds that BLAS to one thread inside
+    # Numba's parallel loops; without it OpenBLAS and Numba threads fight over the cores.
+    install_requires=["numpy>=1.23", "numba>=0.58", "scipy>=1.10", "threadpoolctl>=3.1"],
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["dynconv_np=dynconv_np.cli:main"]},
     license="MIT",
