@@ -152,12 +152,15 @@ def _torch_dynconv(spec, params):
     return forward, list(p.values())
 
 
-def time_torch(spec, repeats):
+def torch_layer_calls(spec, device="cpu"):
+    """(fwd, fwd_bwd): closures running the same layer in PyTorch on ``device`` (the
+    grouped-convolution trick), on the benchmark's fixed input and upstream gradient."""
     import torch
-    forward, params = _torch_dynconv(spec, _make_layer(spec, "numpy").params)
+    with torch.device(device):   # the parameters _torch_dynconv creates land there
+        forward, params = _torch_dynconv(spec, _make_layer(spec, "numpy").params)
     x_np, dy_np = _inputs(spec)
-    x = torch.tensor(x_np, requires_grad=True)
-    dy = torch.tensor(dy_np)
+    x = torch.tensor(x_np, device=device, requires_grad=True)
+    dy = torch.tensor(dy_np, device=device)
 
     def fwd():
         with torch.no_grad():
@@ -168,6 +171,11 @@ def time_torch(spec, repeats):
             tensor.grad = None
         forward(x).backward(dy)
 
+    return fwd, fwd_bwd
+
+
+def time_torch(spec, repeats):
+    fwd, fwd_bwd = torch_layer_calls(spec)
     start = time.perf_counter()
     fwd_bwd()
     first = time.perf_counter() - start

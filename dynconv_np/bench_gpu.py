@@ -113,21 +113,7 @@ def torch_on_gpu():
 
 def time_torch(torch, spec, repeats, device="cuda"):
     """(fwd ms, fwd+bwd ms) of the same layer in PyTorch on ``device`` (grouped-convolution trick)."""
-    with torch.device(device):   # the parameters bench._torch_dynconv creates land there
-        forward, params = bench._torch_dynconv(spec, bench._make_layer(spec, "numpy").params)
-    x_np, dy_np = bench._inputs(spec)
-    x = torch.tensor(x_np, device=device, requires_grad=True)
-    dy = torch.tensor(dy_np, device=device)
-
-    def fwd():
-        with torch.no_grad():
-            forward(x)
-
-    def fwd_bwd():
-        for tensor in params + [x]:
-            tensor.grad = None
-        forward(x).backward(dy)
-
+    fwd, fwd_bwd = bench.torch_layer_calls(spec, device)
     return median_ms(fwd, repeats)[0], median_ms(fwd_bwd, repeats)[0]
 
 
