@@ -550,7 +550,6 @@ def _mix_rows(coefficients, rows, out):
     for unit in prange(n_out * n_chunks):
         n, chunk = unit // n_chunks, unit % n_chunks
         lo, hi = chunk * _MIX_CHUNK, min(width, (chunk + 1) * _MIX_CHUNK)
-        target = out[n]
         target, first, weight = out[n, lo:hi], rows[0, lo:hi], coefficients[n, 0]
         for f in range(hi - lo):
             target[f] = weight * first[f]

@@ -11,7 +11,9 @@ Backward (each output is linear in pi and in the kernels):
 The arithmetic lives in the backend (``aggregate_forward`` / ``aggregate_backward``): a single
 matrix product (N, K) x (K, C_out * C_in/g * kh * kw) on the CPU, a kernel on the GPU.
 """
-from .._validation import check_float_array, check_same_dtype, check_shape
+import numpy as np
+
+from .._validation import check_float_array, check_same_dtype, check_shape, is_host_array
 from ..backends import get_backend
 
 
@@ -37,5 +39,6 @@ def aggregate_kernels_forward(pi, weight, bias=None, backend="numpy"):
 
 def aggregate_kernels_backward(dw_n, db_n, cache):
     """(dpi, dweight, dbias) for ``aggregate_kernels_forward``; dbias None without biases."""
+    dw_n, db_n = (np.ascontiguousarray(a) if is_host_array(a) else a for a in (dw_n, db_n))
     return cache["backend"].aggregate_backward(dw_n, db_n, cache["pi"], cache["weight"],
                                                cache["bias"])
