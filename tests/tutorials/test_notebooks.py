@@ -8,17 +8,17 @@ Each notebook ``tutorials/NN_name.ipynb`` is paired (jupytext, percent format) w
 * execution: the .py, converted to a notebook in memory, runs top to bottom in a fresh
   ``python3`` kernel with ``DYNCONV_TUTORIAL_FAST=1`` (small settings); any cell error fails.
 
-Needs the "tutorials" extra (jupytext, nbclient, ipykernel, matplotlib).
+Needs the "tutorials" packages (jupytext, nbclient, ipykernel, matplotlib), which the "test"
+extra installs: a missing one is an error here, not a skip.
 """
 import importlib.util
 from pathlib import Path
 
+import ipykernel  # noqa: F401  (the kernel the notebooks run in)
+import jupytext
+import matplotlib  # noqa: F401  (the notebooks plot)
+import nbclient
 import pytest
-
-jupytext = pytest.importorskip("jupytext", reason="needs the 'tutorials' extra")
-nbclient = pytest.importorskip("nbclient", reason="needs the 'tutorials' extra")
-pytest.importorskip("ipykernel", reason="needs the 'tutorials' extra")
-pytest.importorskip("matplotlib", reason="needs the 'tutorials' extra")
 
 TUTORIALS = Path(__file__).resolve().parents[2] / "tutorials"
 _spec = importlib.util.spec_from_file_location("build_notebooks", TUTORIALS / "build_notebooks.py")
