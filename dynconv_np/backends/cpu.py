@@ -1,9 +1,11 @@
 """The Numba CPU backend: jitted, multi-threaded loops with the reference's semantics.
 
-Same contract as ``reference.py`` (see ``backends/__init__.py``). Every convolution first
-zero-pads the input once and splits it into stride phases, flat "phase planes", and
-computes outputs on a "grid" whose rows share the planes' pitch (see "Padded planes and
-output grids" below): each kernel tap then reads one contiguous run, so the inner loops
+Same contract as ``reference.py`` (see ``backends/__init__.py``). Every convolution
+zero-pads the input and splits it into stride phases, flat "phase planes" (once per call
+into a batch-sized buffer; the depthwise forward pass per work unit into a per-thread
+buffer that stays in cache), and computes outputs on a "grid" whose rows share the
+planes' pitch (see "Padded planes and output grids" below): each kernel tap then reads
+one contiguous run, so the inner loops
 are long, unit-stride and vectorised, with no bounds tests. Two strategies on top of that:
 
 * dense and grouped convolutions (C_in/groups > 1) are im2col + matrix multiply, per work
@@ -115,9 +117,6 @@ def _thread_slots():
 # grid columns w >= W_out (Wq - W_out of every Wq) are computed and dropped in the forward
 # pass; in the backward pass they hold zeros in dy, so they add nothing.
 
-GATHER, SCATTER, GRID_AXPY, PLANE_AXPY, PRODUCTS = 0, 1, 2, 3, 4
-
-
 def _plane_geometry(x_shape, kw, stride, padding, dilation):
     """(number of phases, phase-plane length, row pitch Wq) for images of x_shape."""
     padded_h, padded_w = x_shape[2] + 2 * padding[0], x_shape[3] + 2 * padding[1]
@@ -127,42 +126,65 @@ def _plane_geometry(x_shape, kw, stride, padding, dilation):
     return stride[0] * stride[1], length, pitch
 
 
-@njit(cache=True)
-def _combine(op, grid, acc, samples, coef):
-    """One contiguous run of grid positions against the plane samples they read:
-    GATHER grid = samples; SCATTER samples += grid; GRID_AXPY grid += coef samples;
-    PLANE_AXPY samples += coef grid; PRODUCTS acc += grid samples."""
-    if op == GATHER:
-        for k in range(grid.size):
-            grid[k] = samples[k]
-    elif op == SCATTER:
-        for k in range(grid.size):
-            samples[k] += grid[k]
-    elif op == GRID_AXPY:
-        for k in range(grid.size):
-            grid[k] += coef * samples[k]
-    elif op == PLANE_AXPY:
-        for k in range(grid.size):
-            samples[k] += coef * grid[k]
-    else:
-        for k in range(grid.size):
-            acc[k] += grid[k] * samples[k]
-
-
-@njit(cache=True)
-def _for_tap(op, grid, acc, phases, coef, h0, i, j, pitch, stride, dilation):
-    """Apply ``op`` between a block of grid rows starting at row h0 (grid, acc: flat) and the
-    run of phase-plane samples that tap (i, j) reads for it."""
+def _tap_offsets(kh, kw, length, pitch, stride, dilation):
+    """offsets[i * kw + j]: where the run of samples that tap (i, j) reads for grid row 0
+    starts in an image's phase planes flattened to one array (phase * length + start);
+    grid row h0 adds h0 * pitch. Computed once per call: a tap's run is short (a few
+    hundred samples), so integer divisions per tap inside the kernels cost measurably."""
+    i, j = np.divmod(np.arange(kh * kw), kw)
     row_shift, col_shift = i * dilation[0], j * dilation[1]
     phase = (row_shift % stride[0]) * stride[1] + col_shift % stride[1]
-    start = (h0 + row_shift // stride[0]) * pitch + col_shift // stride[1]
-    _combine(op, grid, acc, phases[phase, start:start + grid.size], coef)
+    start = row_shift // stride[0] * pitch + col_shift // stride[1]
+    return (phase * length + start).astype(np.uintp)
+
+
+# One contiguous run of grid positions (grid, acc: flat) against the plane samples that a
+# tap reads for them, samples = plane[start:start + grid.size] (plane: an image's phase
+# planes, flat; start from ``_tap_offsets``). These index the plane directly with unsigned
+# indices: no view per run (Numba reference-counts each), and Numba vectorises these loops
+# only with unsigned indices (no negative-index wraparound). One loop per function, and
+# the tap offsets precomputed: one function that picked its loop from an ``op`` argument
+# and divided by the strides per tap measured 1.5x slower on a depthwise layer.
+
+@njit(cache=True)
+def _gather(grid, plane, start):
+    """grid = samples."""
+    for k in range(np.uintp(grid.size)):
+        grid[k] = plane[start + k]
+
+
+@njit(cache=True)
+def _scatter(grid, plane, start):
+    """samples += grid."""
+    for k in range(np.uintp(grid.size)):
+        plane[start + k] += grid[k]
+
+
+@njit(cache=True)
+def _grid_axpy(grid, coef, plane, start):
+    """grid += coef samples."""
+    for k in range(np.uintp(grid.size)):
+        grid[k] += coef * plane[start + k]
+
+
+@njit(cache=True)
+def _plane_axpy(grid, coef, plane, start):
+    """samples += coef grid."""
+    for k in range(np.uintp(grid.size)):
+        plane[start + k] += coef * grid[k]
+
+
+@njit(cache=True)
+def _add_products(acc, grid, plane, start):
+    """acc += grid samples (element-wise)."""
+    for k in range(np.uintp(grid.size)):
+        acc[k] += grid[k] * plane[start + k]
 
 
 @njit(cache=True)
 def _zero(run):
     """run[:] = 0, as a plain loop (vectorised; Numba's slice fill is not)."""
-    for k in range(run.size):
+    for k in range(np.uintp(run.size)):
         run[k] = 0.0
 
 
@@ -237,8 +259,8 @@ def _pad_batch(x, planes, padding, pitch, stride):
 # Dense and grouped convolution: im2col + BLAS
 
 @njit(cache=True, parallel=True)
-def _gemm_conv_forward(planes, w, b, y, cols_buf, prod_buf, kh, kw, pitch, stride, dilation,
-                       rows_per_block, transposed):
+def _gemm_conv_forward(planes, w, b, y, cols_buf, prod_buf, taps, pitch, rows_per_block,
+                       transposed):
     """y[n, g] = W[n, g] @ im2col(x[n, g]) + b[n, g], one (sample, group, row block) per unit.
 
     Blocked by output rows: a unit covers rows_per_block grid rows (at most
@@ -262,12 +284,11 @@ def _gemm_conv_forward(planes, w, b, y, cols_buf, prod_buf, kh, kw, pitch, strid
         positions = (h1 - h0) * pitch
         thread = numba.get_thread_id()
         cols = cols_buf[thread, :depth * positions].reshape(depth, positions)
+        shift = np.uintp(h0 * pitch)
         for c in range(c_group):
-            for i in range(kh):
-                for j in range(kw):
-                    row = cols[(c * kh + i) * kw + j]
-                    _for_tap(GATHER, row, row, planes[n, g, c], 0.0, h0, i, j, pitch, stride,
-                             dilation)
+            plane = planes[n, g, c]
+            for tap in range(taps.size):
+                _gather(cols[c * taps.size + tap], plane, taps[tap] + shift)
         product = prod_buf[thread, :n_out * positions]
         if transposed:
             np.dot(cols.T, w[wn, g].T, product.reshape(positions, n_out))
@@ -289,7 +310,7 @@ def _gemm_conv_forward(planes, w, b, y, cols_buf, prod_buf, kh, kw, pitch, strid
 
 @njit(cache=True, parallel=True)
 def _gemm_conv_backward(dy, planes, w, dx, dw_slots, cols_buf, dy_buf, plane_buf, dw_buf,
-                        kh, kw, pitch, stride, padding, dilation):
+                        taps, pitch, stride, padding):
     """dx and dW of ``_gemm_conv_forward``: two units per (sample, group), one for each.
 
     Blocked by (sample, group), split into a weight-gradient and an input-gradient unit so
@@ -319,11 +340,9 @@ def _gemm_conv_backward(dy, planes, w, dx, dw_slots, cols_buf, dy_buf, plane_buf
             _image_onto_grid(dy[n, g, o], dy_grid[o], pitch)
         if unit % 2 == 0:
             for c in range(c_group):
-                for i in range(kh):
-                    for j in range(kw):
-                        row = cols[(c * kh + i) * kw + j]
-                        _for_tap(GATHER, row, row, planes[n, g, c], 0.0, 0, i, j, pitch,
-                                 stride, dilation)
+                plane = planes[n, g, c]
+                for tap in range(taps.size):
+                    _gather(cols[c * taps.size + tap], plane, taps[tap])
             if per_sample:  # the unit owns dW[n, g]: the product goes straight there
                 np.dot(dy_grid, cols.T, dw_slots[n, g])
             else:
@@ -337,12 +356,10 @@ def _gemm_conv_backward(dy, planes, w, dx, dw_slots, cols_buf, dy_buf, plane_buf
             np.dot(w[wn, g].T, dy_grid, cols)
             for c in range(c_group):
                 plane = plane_buf[thread, c]
-                _zero(plane.reshape(plane.size))
-                for i in range(kh):
-                    for j in range(kw):
-                        row = cols[(c * kh + i) * kw + j]
-                        _for_tap(SCATTER, row, row, plane, 0.0, 0, i, j, pitch, stride,
-                                 dilation)
+                flat = plane.reshape(plane.size)
+                _zero(flat)
+                for tap in range(taps.size):
+                    _scatter(cols[c * taps.size + tap], flat, taps[tap])
                 _pad_transfer(dx[n, g, c], plane, padding, pitch, stride, False)
 
 
@@ -350,36 +367,42 @@ def _gemm_conv_backward(dy, planes, w, dx, dw_slots, cols_buf, dy_buf, plane_buf
 # Depthwise convolution (C_in/groups = 1): direct loops
 
 @njit(cache=True, parallel=True)
-def _depthwise_forward(planes, w, b, y, grid_buf, pitch, stride, dilation):
+def _depthwise_forward(x, w, b, y, plane_buf, grid_buf, taps, padding, pitch, stride):
     """y[n, o] = b[n, o] + sum_{i,j} w[n, o, i, j] x[n, o // m] shifted by tap (i, j).
 
-    One (sample, output channel) per unit: the unit's output grid (grid_buf[t], in L1)
-    accumulates the kh*kw shifted planes of its input channel, each a vectorised run.
-    planes (N, C, L); w (Nw, C*m, kh, kw); b (Nw, C*m); y (N, C*m, Ho, Wo).
+    One (sample, input channel) per unit, padding fused in: the unit pads its input
+    channel into the thread's phase planes (plane_buf[t], in L1/L2; no whole-batch padded
+    copy), then for each of the channel's m output channels accumulates the kh*kw shifted
+    planes on its output grid (grid_buf[t]), each a vectorised run, and crops the grid
+    into y adding the bias.
+    x (N, C, H, W); w (Nw, C*m, kh*kw); b (Nw, C*m); y (N, C*m, Ho, Wo).
     """
-    n_batch, n_in = planes.shape[0], planes.shape[1]
-    n_out, kh, kw = w.shape[1], w.shape[2], w.shape[3]
+    n_batch, n_in = x.shape[0], x.shape[1]
+    n_out = w.shape[1]
     out_h, out_w = y.shape[2], y.shape[3]
     multiplier = n_out // n_in
-    for unit in prange(n_batch * n_out):
-        n, o = unit // n_out, unit % n_out
+    for unit in prange(n_batch * n_in):
+        n, c = unit // n_in, unit % n_in
         wn = n if w.shape[0] > 1 else 0
-        grid = grid_buf[numba.get_thread_id(), :out_h * pitch]
-        _zero(grid)
-        for i in range(kh):
-            for j in range(kw):
-                _for_tap(GRID_AXPY, grid, grid, planes[n, o // multiplier], w[wn, o, i, j], 0,
-                         i, j, pitch, stride, dilation)
-        bias = b[wn, o]
-        for h in range(out_h):
-            target, source = y[n, o, h], grid[h * pitch:h * pitch + out_w]
-            for q in range(out_w):
-                target[q] = source[q] + bias
+        thread = numba.get_thread_id()
+        plane = plane_buf[thread]
+        grid = grid_buf[thread, :out_h * pitch]
+        _pad_transfer(x[n, c], plane, padding, pitch, stride, True)
+        flat = plane.reshape(plane.size)
+        for o in range(c * multiplier, (c + 1) * multiplier):
+            _zero(grid)
+            w_taps = w[wn, o]
+            for tap in range(taps.size):
+                _grid_axpy(grid, w_taps[tap], flat, taps[tap])
+            bias, target = b[wn, o], y[n, o].reshape(out_h * out_w)
+            for h in range(out_h):
+                _copy_run(target, h * out_w, 1, grid, h * pitch, 1, out_w)
+            for q in range(np.uintp(target.size)):
+                target[q] += bias
 
 
 @njit(cache=True, parallel=True)
-def _depthwise_backward_input(dy, w, dx, grid_buf, plane_buf, pitch, stride, padding,
-                              dilation):
+def _depthwise_backward_input(dy, w, dx, grid_buf, plane_buf, taps, pitch, stride, padding):
     """dx[n, c] = sum over the m output channels o of channel c and the taps (i, j) of
     w[n, o, i, j] dy[n, o] shifted back onto the input.
 
@@ -387,7 +410,7 @@ def _depthwise_backward_input(dy, w, dx, grid_buf, plane_buf, pitch, stride, pad
     padded plane (plane_buf[t]) from dy on the grid (grid_buf[t]), then crops it.
     """
     n_batch, n_in = dx.shape[0], dx.shape[1]
-    n_out, kh, kw = w.shape[1], w.shape[2], w.shape[3]
+    n_out = w.shape[1]
     out_h = dy.shape[2]
     multiplier = n_out // n_in
     for unit in prange(n_batch * n_in):
@@ -396,19 +419,18 @@ def _depthwise_backward_input(dy, w, dx, grid_buf, plane_buf, pitch, stride, pad
         thread = numba.get_thread_id()
         grid = grid_buf[thread, :out_h * pitch]
         plane = plane_buf[thread]
-        _zero(plane.reshape(plane.size))
+        flat = plane.reshape(plane.size)
+        _zero(flat)
         for o in range(c * multiplier, (c + 1) * multiplier):
             _image_onto_grid(dy[n, o], grid, pitch)
-            for i in range(kh):
-                for j in range(kw):
-                    _for_tap(PLANE_AXPY, grid, grid, plane, w[wn, o, i, j], 0, i, j, pitch,
-                             stride, dilation)
+            w_taps = w[wn, o]
+            for tap in range(taps.size):
+                _plane_axpy(grid, w_taps[tap], flat, taps[tap])
         _pad_transfer(dx[n, c], plane, padding, pitch, stride, False)
 
 
 @njit(cache=True, parallel=True)
-def _depthwise_backward_weight(dy, planes, dw, grid_buf, acc_buf, ones, pitch, stride,
-                               dilation):
+def _depthwise_backward_weight(dy, planes, dw, grid_buf, acc_buf, ones, taps, pitch):
     """dw[s, o, i, j] = sum_{n, h, w} dy[n, o, h, w] x[n, o // m] at tap (i, j) of (h, w).
 
     One (kernel slot s, output channel o) per unit; slot s is the sample when the kernels
@@ -418,7 +440,7 @@ def _depthwise_backward_weight(dy, planes, dw, grid_buf, acc_buf, ones, pitch, s
     vector of ones: a scalar running sum would be one long dependency chain.
     """
     n_batch, n_in = planes.shape[0], planes.shape[1]
-    n_slots, n_out, kh, kw = dw.shape
+    n_slots, n_out, n_taps = dw.shape
     out_h = dy.shape[2]
     positions = out_h * pitch
     multiplier = n_out // n_in
@@ -427,27 +449,27 @@ def _depthwise_backward_weight(dy, planes, dw, grid_buf, acc_buf, ones, pitch, s
         first, last = (s, s + 1) if n_slots > 1 or n_batch == 1 else (0, n_batch)
         thread = numba.get_thread_id()
         grid = grid_buf[thread, :positions]
-        acc = acc_buf[thread, :kh * kw * positions]
+        acc = acc_buf[thread, :n_taps * positions]
         _zero(acc)
         for n in range(first, last):
             _image_onto_grid(dy[n, o], grid, pitch)
-            for i in range(kh):
-                for j in range(kw):
-                    tap = (i * kw + j) * positions
-                    _for_tap(PRODUCTS, grid, acc[tap:tap + positions], planes[n, o // multiplier],
-                             0.0, 0, i, j, pitch, stride, dilation)
-        np.dot(acc.reshape(kh * kw, positions), ones[:positions], dw[s, o].reshape(kh * kw))
+            plane = planes[n, o // multiplier]
+            for tap in range(n_taps):
+                _add_products(acc[tap * positions:(tap + 1) * positions], grid, plane, taps[tap])
+        np.dot(acc.reshape(n_taps, positions), ones[:positions], dw[s, o])
 
 
 # ----------------------------------------------------------------------------------------
 # Public contract
 
-def _padded_planes(x, kw, stride, padding, dilation):
-    """(planes (N, C, s0*s1, L), Wq): x padded and split into phases once for this call."""
+def _padded_planes(x, kh, kw, stride, padding, dilation):
+    """(planes (N, C, s0*s1 * L), taps, Wq): x padded and split into phases once for this
+    call, each image's phase planes flat; taps from ``_tap_offsets``."""
     phases, length, pitch = _plane_geometry(x.shape, kw, stride, padding, dilation)
     planes = np.empty(x.shape[:2] + (phases, length), x.dtype)
     _pad_batch(x, planes, padding, pitch, stride)
-    return planes, pitch
+    taps = _tap_offsets(kh, kw, length, pitch, stride, dilation)
+    return planes.reshape(x.shape[:2] + (phases * length,)), taps, pitch
 
 
 def _rows_per_block(out_h, pitch, n_units):
@@ -464,13 +486,16 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups):
     stride, padding, dilation = tuple(stride), tuple(padding), tuple(dilation)
     y = np.empty((n, c_out, out_h, out_w), dtype=x.dtype)
     b = np.zeros((nw, c_out), x.dtype) if b is None else b
-    planes, pitch = _padded_planes(x, kw, stride, padding, dilation)
     slots = _thread_slots()
     if c_group == 1:
+        phases, length, pitch = _plane_geometry(x.shape, kw, stride, padding, dilation)
+        plane_buf = np.empty((slots, phases, length), x.dtype)
         grid_buf = np.empty((slots, out_h * pitch), x.dtype)
-        _depthwise_forward(planes, w.reshape(nw, c_out, kh, kw), b, y, grid_buf, pitch, stride,
-                           dilation)
+        _depthwise_forward(x, w.reshape(nw, c_out, kh * kw), b, y, plane_buf, grid_buf,
+                           _tap_offsets(kh, kw, length, pitch, stride, dilation), padding,
+                           pitch, stride)
         return y
+    planes, taps, pitch = _padded_planes(x, kh, kw, stride, padding, dilation)
     depth, c_out_group = c_group * kh * kw, c_out // groups
     rows_per_block = _rows_per_block(out_h, pitch, n * groups)
     positions = rows_per_block * pitch
@@ -481,8 +506,7 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups):
                            w.reshape(nw, groups, c_out_group, depth),
                            b.reshape(nw, groups, c_out_group),
                            y.reshape(n, groups, c_out_group, out_h, out_w), cols_buf, prod_buf,
-                           kh, kw, pitch, stride, dilation, rows_per_block,
-                           c_out_group < _TRANSPOSED_BELOW)
+                           taps, pitch, rows_per_block, c_out_group < _TRANSPOSED_BELOW)
     return y
 
 
@@ -497,35 +521,34 @@ def conv2d_backward(dy, x, w, stride, padding, dilation, groups, has_bias):
         db = _spatial_sums(dy)
         db = db.sum(axis=0, keepdims=True) if shared else db
     dx = np.empty_like(x)
-    planes, pitch = _padded_planes(x, kw, stride, padding, dilation)
+    planes, taps, pitch = _padded_planes(x, kh, kw, stride, padding, dilation)
+    phases, length, _ = _plane_geometry(x.shape, kw, stride, padding, dilation)
     slots, positions = _thread_slots(), out_h * pitch
     if c_group == 1:
         dw = np.empty_like(w)
         grid_buf = np.empty((slots, positions), x.dtype)
-        plane_buf = np.empty((slots,) + planes.shape[2:], x.dtype)
+        plane_buf = np.empty((slots, phases, length), x.dtype)
         acc_buf = np.empty((slots, kh * kw * positions), x.dtype)
-        w_taps = w.reshape(nw, c_out, kh, kw)
-        _depthwise_backward_input(dy, w_taps, dx, grid_buf, plane_buf, pitch, stride, padding,
-                                  dilation)
+        _depthwise_backward_input(dy, w.reshape(nw, c_out, kh * kw), dx, grid_buf, plane_buf,
+                                  taps, pitch, stride, padding)
         with _single_threaded_blas():
-            _depthwise_backward_weight(dy, planes, dw.reshape(nw, c_out, kh, kw), grid_buf,
-                                       acc_buf, np.ones(positions, x.dtype), pitch, stride,
-                                       dilation)
+            _depthwise_backward_weight(dy, planes, dw.reshape(nw, c_out, kh * kw), grid_buf,
+                                       acc_buf, np.ones(positions, x.dtype), taps, pitch)
         return dx, dw, db
     depth, c_out_group = c_group * kh * kw, c_out // groups
     dw_slots = (np.zeros((slots, groups, c_out_group, depth), x.dtype) if shared
                 else np.empty((nw, groups, c_out_group, depth), x.dtype))
     cols_buf = np.empty((slots, depth * positions), x.dtype)
     dy_buf = np.empty((slots, c_out_group * positions), x.dtype)
-    plane_buf = np.empty((slots, c_group) + planes.shape[2:], x.dtype)
+    plane_buf = np.empty((slots, c_group, phases, length), x.dtype)
     dw_buf = np.empty((slots, c_out_group, depth), x.dtype)
     with _single_threaded_blas():
         _gemm_conv_backward(dy.reshape(n, groups, c_out_group, out_h, out_w),
                             planes.reshape((n, groups, c_group) + planes.shape[2:]),
                             w.reshape(nw, groups, c_out_group, depth),
                             dx.reshape((n, groups, c_group) + x.shape[2:]), dw_slots,
-                            cols_buf, dy_buf, plane_buf, dw_buf, kh, kw, pitch, stride,
-                            padding, dilation)
+                            cols_buf, dy_buf, plane_buf, dw_buf, taps, pitch, stride,
+                            padding)
     dw = dw_slots.sum(axis=0, keepdims=True) if shared else dw_slots
     return dx, dw.reshape(w.shape), db
 
