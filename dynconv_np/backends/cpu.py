@@ -1,12 +1,12 @@
 """The Numba CPU backend: jitted, multi-threaded loops with the reference's semantics.
 
 Same contract as ``reference.py`` (see ``backends/__init__.py``). Every convolution
-zero-pads the input and splits it into stride phases, flat "phase planes" (once per call
-into a batch-sized buffer; the depthwise forward pass per work unit into a per-thread
-buffer that stays in cache), and computes outputs on a "grid" whose rows share the
-planes' pitch (see "Padded planes and output grids" below): each kernel tap then reads
-one contiguous run, so the inner loops
-are long, unit-stride and vectorised, with no bounds tests. Two strategies on top of that:
+zero-pads the input and splits it into stride phases, flat "phase planes" (the dense and
+grouped kernels once per call into a batch-sized buffer; the depthwise kernels per work
+unit into a per-thread buffer that stays in cache), and computes outputs on a "grid"
+whose rows share the planes' pitch (see "Padded planes and output grids" below): each
+kernel tap then reads one contiguous run, so the inner loops are long, unit-stride and
+vectorised, with no bounds tests. Two strategies on top of that:
 
 * dense and grouped convolutions (C_in/groups > 1) are im2col + matrix multiply, per work
   unit, into per-thread scratch buffers that stay in cache::
@@ -138,7 +138,7 @@ def _tap_offsets(kh, kw, length, pitch, stride, dilation):
     return (phase * length + start).astype(np.uintp)
 
 
-# One contiguous run of grid positions (grid, acc: flat) against the plane samples that a
+# One contiguous run of grid positions (grid: flat) against the plane samples that a
 # tap reads for them, samples = plane[start:start + grid.size] (plane: an image's phase
 # planes, flat; start from ``_tap_offsets``). These index the plane directly with unsigned
 # indices: no view per run (Numba reference-counts each), and Numba vectorises these loops
@@ -172,13 +172,6 @@ def _plane_axpy(grid, coef, plane, start):
     """samples += coef grid."""
     for k in range(np.uintp(grid.size)):
         plane[start + k] += coef * grid[k]
-
-
-@njit(cache=True)
-def _add_products(acc, grid, plane, start):
-    """acc += grid samples (element-wise)."""
-    for k in range(np.uintp(grid.size)):
-        acc[k] += grid[k] * plane[start + k]
 
 
 @njit(cache=True)
@@ -430,33 +423,40 @@ def _depthwise_backward_input(dy, w, dx, grid_buf, plane_buf, taps, pitch, strid
 
 
 @njit(cache=True, parallel=True)
-def _depthwise_backward_weight(dy, planes, dw, grid_buf, acc_buf, ones, taps, pitch):
+def _depthwise_backward_weight(dy, x, dw, grid_buf, plane_buf, cols_buf, prod_buf, taps,
+                               padding, pitch, stride):
     """dw[s, o, i, j] = sum_{n, h, w} dy[n, o, h, w] x[n, o // m] at tap (i, j) of (h, w).
 
     One (kernel slot s, output channel o) per unit; slot s is the sample when the kernels
     are per sample (dw has N rows) and covers the whole batch when shared (dw has 1 row).
-    Products are accumulated element-wise on the grid, one run of the thread's acc_buf[t]
-    per tap (vectorised), and each run is summed once at the end, as a BLAS product with a
-    vector of ones: a scalar running sum would be one long dependency chain.
+    Padding fused in, as in the forward pass: per sample the unit pads its input channel
+    into the thread's phase planes (plane_buf[t]), puts dy on the grid (grid_buf[t]),
+    gathers the kh*kw tap runs into cols_buf[t] (kh*kw, P) and sums all taps' products
+    at once as a BLAS matrix-vector product cols @ grid (into prod_buf[t]): a scalar
+    running sum per tap would be one long dependency chain.
     """
-    n_batch, n_in = planes.shape[0], planes.shape[1]
+    n_batch = x.shape[0]
     n_slots, n_out, n_taps = dw.shape
-    out_h = dy.shape[2]
-    positions = out_h * pitch
-    multiplier = n_out // n_in
+    positions = dy.shape[2] * pitch
+    multiplier = n_out // x.shape[1]
     for unit in prange(n_slots * n_out):
         s, o = unit // n_out, unit % n_out
         first, last = (s, s + 1) if n_slots > 1 or n_batch == 1 else (0, n_batch)
         thread = numba.get_thread_id()
         grid = grid_buf[thread, :positions]
-        acc = acc_buf[thread, :n_taps * positions]
-        _zero(acc)
+        plane = plane_buf[thread]
+        flat = plane.reshape(plane.size)
+        cols = cols_buf[thread, :n_taps * positions].reshape(n_taps, positions)
+        product, target = prod_buf[thread], dw[s, o]
+        _zero(target)
         for n in range(first, last):
             _image_onto_grid(dy[n, o], grid, pitch)
-            plane = planes[n, o // multiplier]
+            _pad_transfer(x[n, o // multiplier], plane, padding, pitch, stride, True)
             for tap in range(n_taps):
-                _add_products(acc[tap * positions:(tap + 1) * positions], grid, plane, taps[tap])
-        np.dot(acc.reshape(n_taps, positions), ones[:positions], dw[s, o])
+                _gather(cols[tap], flat, taps[tap])
+            np.dot(cols, grid, product)
+            for tap in range(n_taps):
+                target[tap] += product[tap]
 
 
 # ----------------------------------------------------------------------------------------
@@ -521,20 +521,22 @@ def conv2d_backward(dy, x, w, stride, padding, dilation, groups, has_bias):
         db = _spatial_sums(dy)
         db = db.sum(axis=0, keepdims=True) if shared else db
     dx = np.empty_like(x)
-    planes, taps, pitch = _padded_planes(x, kh, kw, stride, padding, dilation)
-    phases, length, _ = _plane_geometry(x.shape, kw, stride, padding, dilation)
+    phases, length, pitch = _plane_geometry(x.shape, kw, stride, padding, dilation)
     slots, positions = _thread_slots(), out_h * pitch
     if c_group == 1:
         dw = np.empty_like(w)
+        taps = _tap_offsets(kh, kw, length, pitch, stride, dilation)
         grid_buf = np.empty((slots, positions), x.dtype)
         plane_buf = np.empty((slots, phases, length), x.dtype)
-        acc_buf = np.empty((slots, kh * kw * positions), x.dtype)
         _depthwise_backward_input(dy, w.reshape(nw, c_out, kh * kw), dx, grid_buf, plane_buf,
                                   taps, pitch, stride, padding)
         with _single_threaded_blas():
-            _depthwise_backward_weight(dy, planes, dw.reshape(nw, c_out, kh * kw), grid_buf,
-                                       acc_buf, np.ones(positions, x.dtype), taps, pitch)
+            _depthwise_backward_weight(dy, x, dw.reshape(nw, c_out, kh * kw), grid_buf,
+                                       plane_buf, np.empty((slots, kh * kw * positions), x.dtype),
+                                       np.empty((slots, kh * kw), x.dtype), taps, padding,
+                                       pitch, stride)
         return dx, dw, db
+    planes, taps, pitch = _padded_planes(x, kh, kw, stride, padding, dilation)
     depth, c_out_group = c_group * kh * kw, c_out // groups
     dw_slots = (np.zeros((slots, groups, c_out_group, depth), x.dtype) if shared
                 else np.empty((nw, groups, c_out_group, depth), x.dtype))
