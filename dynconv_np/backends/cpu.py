@@ -270,7 +270,8 @@ def _gemm_conv_forward(planes, w, b, y, cols_buf, prod_buf, taps, pitch, rows_pe
     and even N = 1 spreads over the threads. ``transposed`` forms the product as
     (P, Cog) = cols^T @ W^T instead: OpenBLAS is faster so when C_out/groups is small (the
     copy into y then reads with a stride of Cog instead of contiguous runs).
-    planes (N, G, Cg, L); w (Nw, G, Cog, Cg*kh*kw); b (Nw, G, Cog); y (N, G, Cog, Ho, Wo).
+    planes (N, G, Cg, s0*s1*L) (each image's phase planes, flat); taps from ``_tap_offsets``;
+    w (Nw, G, Cog, Cg*kh*kw); b (Nw, G, Cog); y (N, G, Cog, Ho, Wo).
     """
     n_batch, n_groups, c_group = planes.shape[0], planes.shape[1], planes.shape[2]
     n_out, depth = w.shape[2], w.shape[3]
@@ -324,7 +325,7 @@ def _gemm_conv_backward(dy, planes, w, dx, dw_slots, cols_buf, dy_buf, plane_buf
     dW goes into dw_slots[n, g] when the kernels are per sample (Nw = N, or N = 1), and
     otherwise accumulates into dw_slots[thread, g] (per-thread partial sums, zeroed by the
     caller, that it reduces afterwards).
-    dy (N, G, Cog, Ho, Wo); planes (N, G, Cg, L); dx (N, G, Cg, H, W); w (Nw, G, Cog, D).
+    dy (N, G, Cog, Ho, Wo); planes (N, G, Cg, s0*s1*L); dx (N, G, Cg, H, W); w (Nw, G, Cog, D).
     """
     n_batch, n_groups, c_group = planes.shape[0], planes.shape[1], planes.shape[2]
     n_out, depth = w.shape[2], w.shape[3]
