@@ -1,6 +1,6 @@
 """Layer benchmark: DynamicConv2d on the numba and numpy backends against PyTorch (issue 3).
 
-    python benchmarks/bench_layers.py [--section cpu|gpu|all] [--tiny] [--repeats R]
+    python benchmarks/bench_layers.py [--section cpu|gpu|all] [--tiny] [--repeats R] [--rounds K]
     python -m dynconv_np bench ...
 
 Suite (float32, K = 4, tau = 1, hidden = C_in / 4, bias on, dilation 1):
@@ -21,8 +21,11 @@ grouped-convolution trick (x as (1, N*C_in, H, W), per-sample kernels as
 (N*C_out, C_in/groups, kh, kw), groups = N*groups); its forward runs under no_grad.
 
 Each library is timed in its own phase (its thread pool would otherwise spin against the
-others on a small machine); the first call of each layer (JIT compile or cache load, memory
-first touch) is reported separately and excluded from the statistics. Further: the share of
+others on a small machine), and the phases repeat in rounds (``--rounds``, default 5) so that
+a busy spell of a shared machine falls on every library alike; the share of CPU time the
+hypervisor took ("steal") during the rounds is printed. The first call of each layer (JIT
+compile or cache load, memory first touch) is reported separately and excluded from the
+statistics. Further: the share of
 the forward spent in attention + aggregation (L1, L4), the peak memory of forward+backward on
 L4 (NumPy allocations, tracemalloc) against the bytes of x, y, the per-sample kernels and
 their gradients, the import time, and the time a new process needs to its first result with
@@ -114,8 +117,9 @@ def _make_layer(spec, backend):
                          backend=backend, dtype=DTYPE, rng=0)
 
 
-def time_dynconv(spec, backend, repeats):
-    """Forward and forward+backward of DynamicConv2d on a dynconv_np backend."""
+def dynconv_layer_calls(spec, backend):
+    """(fwd, fwd_bwd): closures running DynamicConv2d on a dynconv_np backend, on the
+    benchmark's fixed input and upstream gradient."""
     layer = _make_layer(spec, backend)
     x, dy = _inputs(spec)
 
@@ -123,11 +127,7 @@ def time_dynconv(spec, backend, repeats):
         layer.forward(x)
         layer.backward(dy)
 
-    start = time.perf_counter()
-    fwd_bwd()
-    first = time.perf_counter() - start
-    return Timing(_time_calls(lambda: layer.forward(x), repeats),
-                  _time_calls(fwd_bwd, repeats), first)
+    return (lambda: layer.forward(x)), fwd_bwd
 
 
 def _torch_dynconv(spec, params):
@@ -174,12 +174,54 @@ def torch_layer_calls(spec, device="cpu"):
     return fwd, fwd_bwd
 
 
-def time_torch(spec, repeats):
-    fwd, fwd_bwd = torch_layer_calls(spec)
-    start = time.perf_counter()
-    fwd_bwd()
-    first = time.perf_counter() - start
-    return Timing(_time_calls(fwd, repeats), _time_calls(fwd_bwd, repeats), first)
+def time_in_rounds(libraries, suite, repeats, rounds):
+    """{library: {layer name: Timing}}, timed in ``rounds`` rounds of one phase per library.
+
+    ``libraries`` maps a name to ``calls(spec) -> (fwd, fwd_bwd)``. Each phase times one
+    library alone (repeats // rounds calls of each closure per layer, at least one), so thread
+    pools never interleave; repeating the phases in rounds spreads the load that other
+    tenants of a shared machine put on it over every library alike, instead of letting one
+    library's phase land in a busy minute. The first call of each layer (JIT compile or
+    cache load, first touch of memory) is timed apart and left out of the statistics.
+    """
+    calls, results = {}, {}
+    for library, make_calls in libraries.items():
+        time.sleep(PHASE_PAUSE_S)
+        for spec in suite:
+            fwd, fwd_bwd = make_calls(spec)
+            start = time.perf_counter()
+            fwd_bwd()
+            calls[library, spec.name] = (fwd, fwd_bwd)
+            results.setdefault(library, {})[spec.name] = Timing([], [], time.perf_counter() - start)
+    per_round = max(1, repeats // rounds)
+    for _ in range(rounds):
+        for library in libraries:
+            time.sleep(PHASE_PAUSE_S)
+            for spec in suite:
+                fwd, fwd_bwd = calls[library, spec.name]
+                timing = results[library][spec.name]
+                timing.fwd += _time_calls(fwd, per_round)
+                timing.fwd_bwd += _time_calls(fwd_bwd, per_round)
+    return results
+
+
+def _cpu_times():
+    """(steal, total) jiffies of all CPUs from /proc/stat (Linux), or None elsewhere."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    return fields[7], sum(fields)
+
+
+def _report_steal(before):
+    """On a virtual machine the hypervisor can take CPU time from it ("steal"): say how much."""
+    after = _cpu_times()
+    if before is None or after is None or after[1] == before[1]:
+        return
+    share = (after[0] - before[0]) / (after[1] - before[1])
+    print(f"CPU time taken by the hypervisor (steal) during the timed rounds: {100 * share:.0f}%")
 
 
 def matmul_peak_gflops(size=2048, repeats=5):
@@ -300,7 +342,7 @@ def _report_load(when):
     print(f"1-minute load average {when} the run: {load:.2f}{note}")
 
 
-def run_cpu(tiny=False, repeats=30):
+def run_cpu(tiny=False, repeats=30, rounds=5):
     suite = TINY_SUITE if tiny else SUITE
     try:
         import torch
@@ -308,19 +350,19 @@ def run_cpu(tiny=False, repeats=30):
     except ImportError:
         torch = None
         print("torch is not importable: PyTorch rows left out (pip install 'dynconv_np[bench]')")
-    print(f"CPU section: {os.cpu_count()} cores, repeats={repeats}, float32, K={NUM_KERNELS}, "
+    print(f"CPU section: {os.cpu_count()} cores, {repeats} timed calls per measurement in "
+          f"{rounds} rounds, float32, K={NUM_KERNELS}, "
           f"tau={TEMPERATURE}" + (", tiny suite" if tiny else ""))
     _report_load("before")
     peak_size = 256 if tiny else 2048
     peak = matmul_peak_gflops(peak_size)
-    phases = {"numba": lambda spec: time_dynconv(spec, "numba", repeats),
-              "numpy": lambda spec: time_dynconv(spec, "numpy", max(3, repeats // 5))}
+    libraries = {"numba": lambda spec: dynconv_layer_calls(spec, "numba"),
+                 "numpy": lambda spec: dynconv_layer_calls(spec, "numpy")}
     if torch is not None:
-        phases["torch"] = lambda spec: time_torch(spec, repeats)
-    results = {}
-    for library, timer in phases.items():
-        time.sleep(PHASE_PAUSE_S)
-        results[library] = {spec.name: timer(spec) for spec in suite}
+        libraries["torch"] = lambda spec: torch_layer_calls(spec)
+    before = _cpu_times()
+    results = time_in_rounds(libraries, suite, repeats, rounds)
+    _report_steal(before)
     print_table(suite, results, peak, peak_size)
 
     time.sleep(PHASE_PAUSE_S)
@@ -357,11 +399,17 @@ def main(argv=None):
     parser.add_argument("--section", choices=("cpu", "gpu", "all"), default="cpu")
     parser.add_argument("--tiny", action="store_true", help="small shapes, a quick smoke run")
     parser.add_argument("--repeats", type=int, default=30, help="timed calls per measurement")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="rounds of one timing phase per library (the repeats are split "
+                             "over them)")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1; received {args.repeats}")
+    if not 1 <= args.rounds <= args.repeats:
+        parser.error(f"--rounds must be between 1 and --repeats ({args.repeats}); received "
+                     f"{args.rounds}")
     if args.section in ("cpu", "all"):
-        run_cpu(args.tiny, args.repeats)
+        run_cpu(args.tiny, args.repeats, args.rounds)
     if args.section in ("gpu", "all"):
         run_gpu(args.tiny, args.repeats)
     return 0
