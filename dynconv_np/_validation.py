@@ -42,6 +42,8 @@ def check_float_array(a, name, ndim=None, finite=True):
 
 def check_finite(a, name):
     """Raise ValueError naming the first non-finite element of ``a`` (NaN or inf)."""
+    if np.isfinite(a).all():  # the common case: one test, no index search
+        return
     bad = ~np.isfinite(a)
     if bad.any():
         index = tuple(int(i) for i in np.argwhere(bad)[0])
@@ -95,4 +97,6 @@ def check_temperature(tau):
 
 
 def _is_int(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    # type(...) is int first: the ABC check alone costs microseconds per call
+    return type(value) is int or (isinstance(value, numbers.Integral)
+                                  and not isinstance(value, bool))

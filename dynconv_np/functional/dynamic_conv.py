@@ -10,9 +10,12 @@ convolution and through the attention branch), so its gradient is the sum of bot
 
     dx = dx_conv + dx_pool,   dx_pool[n, c] = dpooled[n, c] / (H W)
 
-No stage's math is repeated here: this module only wires stages together. x (and, in backward,
-dy) is scanned for NaN/inf once, here, unless ``check_finite=False`` (layers that checked their
-input already); the per-sample kernels are built from checked parameters and are not rescanned.
+No stage's math is repeated here: this module only wires stages together. Unless
+``check_finite=False``, x is checked for NaN/inf through its pooled means (a NaN or inf anywhere
+makes its channel's mean NaN or inf: the pool, computed anyway, doubles as the screen; only a
+non-finite mean costs an element-wise search, which names the first bad element), so device
+arrays are checked too; in backward, dy is scanned once. The per-sample kernels are built from
+checked parameters and are not rescanned.
 """
 import numpy as np
 
@@ -20,7 +23,7 @@ from .aggregation import aggregate_kernels_backward, aggregate_kernels_forward
 from .attention import ATTENTION_PARAMS, attention_backward, attention_forward
 from .conv import per_sample_conv2d_backward, per_sample_conv2d_forward
 from .pooling import global_avg_pool_backward, global_avg_pool_forward
-from .._validation import check_finite as check_all_finite, check_float_array
+from .._validation import check_finite as check_all_finite, check_float_array, is_host_array
 from ..backends import DEFAULT_BACKEND
 
 
@@ -31,8 +34,10 @@ def dynamic_conv2d_forward(x, params, tau, stride=1, padding=0, dilation=1, grou
     params: dict with "weight" (K, C_out, C_in/groups, kh, kw), optional "bias" (K, C_out),
     "fc1_weight" (hidden, C_in), "fc1_bias" (hidden,), "fc2_weight" (K, hidden), "fc2_bias" (K,).
     """
-    check_float_array(x, "x", ndim=4, finite=check_finite)
+    check_float_array(x, "x", ndim=4, finite=False)
     pooled, pool_cache = global_avg_pool_forward(x, backend)
+    if check_finite:
+        _check_finite_through_means(x, pooled)
     pi, attention_cache = attention_forward(pooled, *(params[name] for name in ATTENTION_PARAMS),
                                             tau)
     (w_n, b_n), aggregate_cache = aggregate_kernels_forward(pi, params["weight"],
@@ -41,6 +46,18 @@ def dynamic_conv2d_forward(x, params, tau, stride=1, padding=0, dilation=1, grou
                                               backend, check_finite=False)
     return y, {"pi": pi, "check_finite": check_finite,
                "stages": (pool_cache, attention_cache, aggregate_cache, conv_cache)}
+
+
+def _check_finite_through_means(x, pooled):
+    """ValueError unless x is finite and its per-channel means are (pooled = mean of x)."""
+    if np.isfinite(pooled).all():
+        return
+    if is_host_array(x):
+        check_all_finite(x, "x")  # raises, naming the first NaN/inf, if there is one
+    n, c = np.argwhere(~np.isfinite(pooled))[0]
+    raise ValueError(f"x must be finite; the mean of x[{n}, {c}] over (H, W) is "
+                     f"{float(pooled[n, c])} (a NaN or inf in that plane, or values whose sum "
+                     f"overflows {np.dtype(x.dtype)})")
 
 
 def dynamic_conv2d_backward(dy, cache):

@@ -24,10 +24,11 @@ def check_bias_flag(bias):
     return bool(bias)
 
 
-def check_layer_input(layer, x, ndim, features):
-    """x must be an ndim-D float array with ``features`` entries on axis 1 and the layer's dtype."""
+def check_layer_input(layer, x, ndim, features, finite=True):
+    """x must be an ndim-D float array with ``features`` entries on axis 1 and the layer's
+    dtype; ``finite=False`` leaves the NaN/inf scan to the caller."""
     name = type(layer).__name__
-    check_float_array(x, "x", ndim=ndim)
+    check_float_array(x, "x", ndim=ndim, finite=finite)
     if x.shape[1] != features:
         raise ValueError(f"x must have {features} channels/features on axis 1 ({name} was built "
                          f"for {features}); received shape {tuple(x.shape)}")

@@ -102,10 +102,9 @@ class DynamicConv2d(_DynamicBase):
                          min_hidden, temperature, dtype, rng)
 
     def forward(self, x):
-        check_layer_input(self, x, 4, self.in_channels)
+        check_layer_input(self, x, 4, self.in_channels, finite=False)  # screened via the pool
         y, cache = dynamic_conv2d_forward(x, self.params, self.temperature, self.stride,
-                                          self.padding, self.dilation, self.groups, self.backend,
-                                          check_finite=False)  # check_layer_input scanned x
+                                          self.padding, self.dilation, self.groups, self.backend)
         return self._store(y, cache)
 
     def backward(self, dy):

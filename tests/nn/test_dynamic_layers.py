@@ -1,4 +1,6 @@
 """DynamicConv2d and DynamicLinear: the layer contract, gradients, cross-checks, errors."""
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
@@ -194,6 +196,32 @@ def test_non_finite_input_and_upstream_gradient_are_located():
     dy[0, 2, 0, 0] = -np.inf
     with pytest.raises(ValueError, match=r"dy contains 1 non-finite .* \(0, 2, 0, 0\)"):
         layer.backward(dy)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_every_non_finite_input_is_caught_through_the_pooled_means(backend, bad):
+    """The layer screens x through its channel means: one bad element anywhere (here at
+    each corner and in the middle of a plane, next to values of both signs) must surface."""
+    layer = DynamicConv2d(2, 3, 3, padding=1, backend=backend, dtype=np.float32, rng=0)
+    rng = np.random.default_rng(1)
+    for index in [(0, 0, 0, 0), (1, 1, 4, 4), (1, 0, 2, 3)]:
+        x = rng.standard_normal((2, 2, 5, 5)).astype(np.float32)
+        x[index] = bad
+        with pytest.raises(ValueError, match=r"x contains 1 non-finite value\(s\); the first "
+                                             rf"is {bad} at index {re.escape(str(index))}"):
+            layer.forward(x)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+def test_finite_input_whose_channel_mean_overflows_is_rejected():
+    """float32 values near the largest float sum to inf: the attention would turn that into
+    NaN, so the layer says so instead of returning NaN."""
+    layer = DynamicConv2d(1, 2, 1, backend="numpy", dtype=np.float32, rng=0)
+    x = np.full((1, 1, 2, 2), 3e38, np.float32)
+    with pytest.raises(ValueError, match=r"the mean of x\[0, 0\] over \(H, W\) is inf .*"
+                                         r"overflows float32"):
+        layer.forward(x)
 
 
 def test_functional_dynamic_conv_checks_its_own_arrays():
