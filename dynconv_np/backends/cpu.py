@@ -32,6 +32,7 @@ order of floating-point summation. Kernels compile on first use (``cache=True`` 
 the machine code on disk for the next process).
 """
 import contextlib
+import functools
 
 import numba
 import numpy as np
@@ -125,11 +126,14 @@ def _plane_geometry(x_shape, kw, stride, padding, dilation):
     return stride[0] * stride[1], length, pitch
 
 
+@functools.lru_cache(maxsize=256)
 def _tap_offsets(kh, kw, length, pitch, stride, dilation):
     """offsets[i * kw + j]: where the run of samples that tap (i, j) reads for grid row 0
     starts in an image's phase planes flattened to one array (phase * length + start);
-    grid row h0 adds h0 * pitch. Computed once per call: a tap's run is short (a few
-    hundred samples), so integer divisions per tap inside the kernels cost measurably."""
+    grid row h0 adds h0 * pitch. Computed outside the kernels: a tap's run is short (a few
+    hundred samples), so integer divisions per tap inside the kernels cost measurably; and
+    remembered per geometry (a network calls each layer's geometry again and again; the
+    NumPy steps cost ~20 us a call). The cached array is shared: kernels only read it."""
     i, j = np.divmod(np.arange(kh * kw), kw)
     row_shift, col_shift = i * dilation[0], j * dilation[1]
     phase = (row_shift % stride[0]) * stride[1] + col_shift % stride[1]
@@ -179,6 +183,29 @@ def _plane_axpy(grid, coef, plane, start):
     """samples += coef grid."""
     for k in range(np.uintp(grid.size)):
         plane[start + k] += coef * grid[k]
+
+
+@njit(cache=True, fastmath={"reassoc"})
+def _run_dot(grid, plane, start):
+    """sum_k grid[k] samples[k] (samples = plane[start:start + grid.size], as ``_gather``).
+
+    ``reassoc`` lets LLVM split the sum into vector lanes (a scalar running sum is one long
+    dependency chain, several times slower); it changes only the order of summation, as
+    BLAS's own dot products do.
+    """
+    total = grid.dtype.type(0.0)
+    for k in range(np.uintp(grid.size)):
+        total += grid[k] * plane[start + k]
+    return total
+
+
+@njit(cache=True, fastmath={"reassoc"})
+def _run_sum(run):
+    """sum_k run[k], vectorised as ``_run_dot``."""
+    total = run.dtype.type(0.0)
+    for k in range(np.uintp(run.size)):
+        total += run[k]
+    return total
 
 
 @njit(cache=True)
@@ -407,19 +434,6 @@ def _depthwise_forward(x, w, b, y, plane_buf, grid_buf, taps, padding, pitch, st
                 _copy_run(target, h * out_w, 1, grid, h * pitch, 1, out_w)
 
 
-@njit(cache=True, fastmath={"reassoc"})
-def _run_dot(grid, plane, start):
-    """sum_k grid[k] samples[k] (samples = plane[start:start + grid.size], as ``_gather``).
-
-    ``reassoc`` lets LLVM split the sum into vector lanes (a scalar running sum is one long
-    dependency chain, several times slower); it changes only the order of summation.
-    """
-    total = grid.dtype.type(0.0)
-    for k in range(np.uintp(grid.size)):
-        total += grid[k] * plane[start + k]
-    return total
-
-
 @njit(cache=True, parallel=True)
 def _depthwise_backward(dy, x, w, dx, dw_n, grid_buf, x_buf, dx_buf, taps, padding, pitch,
                         stride):
@@ -583,9 +597,11 @@ def _mix_rows(coefficients, rows, out):
 
 @njit(cache=True, parallel=True)
 def _row_inner_products(a, b, out):
-    """out[n, k] = <a[n], b[k]>: one row of a per unit, a BLAS matrix-vector product."""
-    for n in prange(a.shape[0]):
-        np.dot(b, a[n], out[n])
+    """out[n, k] = <a[n], b[k]>: one (n, k) pair per unit."""
+    n_terms = b.shape[0]
+    for unit in prange(a.shape[0] * n_terms):
+        n, k = unit // n_terms, unit % n_terms
+        out[n, k] = _run_dot(a[n], b[k], np.uintp(0))
 
 
 def aggregate_forward(pi, weight, bias):
@@ -611,8 +627,7 @@ def aggregate_backward(dw_n, db_n, pi, weight, bias):
     w_flat = weight.reshape(k, -1)
     dpi = np.empty((n, k), np.result_type(dw_n, weight))
     dweight = np.empty(weight.shape, np.result_type(pi, dw_n))
-    with _single_threaded_blas():
-        _row_inner_products(dw_flat, w_flat, dpi)
+    _row_inner_products(dw_flat, w_flat, dpi)
     _mix_rows(np.ascontiguousarray(pi.T), dw_flat, dweight.reshape(k, -1))
     dbias = None
     if bias is not None:
@@ -622,20 +637,20 @@ def aggregate_backward(dw_n, db_n, pi, weight, bias):
 
 
 @njit(cache=True, parallel=True)
-def _plane_sums(planes, ones, out):
-    """out[n, c] = sum of planes[n, c, :], one sample per unit, as a BLAS product with ones
-    (vectorised, where a scalar running sum would be one long dependency chain)."""
-    for n in prange(planes.shape[0]):
-        np.dot(planes[n], ones, out[n])
+def _plane_sums(planes, out):
+    """out[n, c] = sum of planes[n, c, :], one (sample, channel) plane per unit."""
+    n_channels = planes.shape[1]
+    for unit in prange(planes.shape[0] * n_channels):
+        n, c = unit // n_channels, unit % n_channels
+        out[n, c] = _run_sum(planes[n, c])
 
 
 def _spatial_sums(x):
-    """sums[n, c] = sum_{h,w} x[n, c, h, w]: (N, C, H, W) -> (N, C) (parallel over samples;
+    """sums[n, c] = sum_{h,w} x[n, c, h, w]: (N, C, H, W) -> (N, C) (parallel over planes;
     several times faster than NumPy's single-threaded ``x.sum(axis=(2, 3))``)."""
     n, c, h, w = x.shape
     sums = np.empty((n, c), x.dtype)
-    with _single_threaded_blas():
-        _plane_sums(x.reshape(n, c, h * w), np.ones(h * w, x.dtype), sums)
+    _plane_sums(x.reshape(n, c, h * w), sums)
     return sums
 
 

@@ -42,7 +42,8 @@ class Layer(Module):
     """A Module whose ``backward`` consumes what its last ``forward`` remembered.
 
     ``_remember(y, cache)`` stores the cache and y's shape and dtype; ``_recall(dy)`` returns the
-    cache after checking that forward ran and that dy matches y in shape and dtype.
+    cache after checking that forward ran and that dy matches y in shape and dtype (and is
+    finite, unless ``finite=False``: a backward function that scans dy itself).
     """
 
     def __init__(self):
@@ -55,12 +56,12 @@ class Layer(Module):
         self._out_spec = (tuple(y.shape), np.dtype(y.dtype))
         return y
 
-    def _recall(self, dy):
+    def _recall(self, dy, finite=True):
         if self._out_spec is None:
             self._require_cache(None)
         shape, dtype = self._out_spec
         self._check_dy(dy, shape)
-        check_float_array(dy, "dy")
+        check_float_array(dy, "dy", finite=finite)
         if np.dtype(dy.dtype) != dtype:
             raise TypeError(f"dy must have the dtype of the last output ({dtype}); "
                             f"received {np.dtype(dy.dtype)}")

@@ -63,8 +63,8 @@ class _DynamicBase(Layer):
         self.attention = cache["pi"]
         return self._remember(y, cache)
 
-    def _backward_with(self, backward_fn, dy):
-        dx, grads = backward_fn(dy, self._recall(dy))
+    def _backward_with(self, backward_fn, dy, scans_dy=False):
+        dx, grads = backward_fn(dy, self._recall(dy, finite=not scans_dy))
         for name, grad in grads.items():
             self.accumulate_grad(name, grad)
         return dx
@@ -108,7 +108,8 @@ class DynamicConv2d(_DynamicBase):
         return self._store(y, cache)
 
     def backward(self, dy):
-        return self._backward_with(dynamic_conv2d_backward, dy)
+        # forward asked the functional pass to check its arrays: its backward scans dy
+        return self._backward_with(dynamic_conv2d_backward, dy, scans_dy=True)
 
     KERNEL_PARAMS = ("weight", "bias")
 
