@@ -22,13 +22,16 @@ vectorised, with no bounds tests. Two strategies on top of that:
   them) makes both thread pools spin against each other and runs up to 10x slower.
 * depthwise convolutions (C_in/groups = 1, optionally with a channel multiplier) are
   direct loops: each output channel reads one input channel, so a matrix multiply would
-  have an inner dimension of kh*kw only.
+  have an inner dimension of kh*kw only. Their backward pass computes dx and dW in one
+  fused pass over each (sample, channel).
 
 Every ``prange`` runs over an index that the iteration owns (no two iterations write the
 same element): (sample, group, block of output rows) for y; (sample, group) for dx; for
 dW either the sample (Nw = N) or a per-thread partial sum that is reduced afterwards
-(Nw = 1). No kernel uses fastmath, so results differ from the reference only by the
-order of floating-point summation. Kernels compile on first use (``cache=True`` keeps
+(Nw = 1; depthwise: per-sample dW summed afterwards). The only fastmath flag is
+``reassoc`` on the sums and dot products of runs (``_run_sum``, ``_run_dot``), which lets
+them use vector lanes, so results differ from the reference only by the order of
+floating-point summation. Kernels compile on first use (``cache=True`` keeps
 the machine code on disk for the next process).
 """
 import contextlib
