@@ -392,3 +392,15 @@ def test_dynamic_conv2d_with_host_parameters_takes_device_activations():
     for name, grad in judge.grads.items():
         assert isinstance(layer.grads[name], np.ndarray), name
         np.testing.assert_allclose(layer.grads[name], grad, rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_dynamic_conv2d_rejects_a_non_finite_device_input(bad):
+    """A device x is screened through its pooled means (computed on the device, read on the
+    host): a NaN or inf in one plane is reported by sample and channel, before any kernel runs."""
+    _, layer = layer_pair()
+    x = random_array(np.random.default_rng(8), (2, 4, 5, 5))
+    x[1, 3, 4, 0] = bad
+    with pytest.raises(ValueError, match=rf"x must be finite; the mean of x\[1, 3\] over "
+                                         rf"\(H, W\) is {bad}"):
+        layer.forward(cuda_backend.to_device(x))
