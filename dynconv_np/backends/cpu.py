@@ -16,10 +16,12 @@ vectorised, with no bounds tests. Two strategies on top of that:
       dW[n, g]           = dy[n, g] @ cols^T               (summed over n when Nw = 1)
       dcols              = W[n, g]^T @ dy[n, g]  -> col2im -> dx[n, g]
 
-  ``np.dot`` inside jitted code calls BLAS (through SciPy's BLAS bindings, which Numba
-  needs for linear algebra). BLAS runs single-threaded inside the ``prange`` loops: on a
-  small machine a multi-threaded BLAS called from Numba's threads (or alternating with
-  them) makes both thread pools spin against each other and runs up to 10x slower.
+  The products call CBLAS ``?gemm`` directly (``_blas.py``: NumPy's OpenBLAS, 1.1-1.8x
+  faster on these shapes than ``np.dot`` in jitted code, which goes through SciPy's
+  Fortran wrappers and remains the fallback). BLAS runs single-threaded inside the
+  ``prange`` loops: on a small machine a multi-threaded BLAS called from Numba's threads
+  (or alternating with them) makes both thread pools spin against each other and runs up
+  to 10x slower.
 * depthwise convolutions (C_in/groups = 1, optionally with a channel multiplier) are
   direct loops: each output channel reads one input channel, so a matrix multiply would
   have an inner dimension of kh*kw only. Their backward pass computes dx and dW in one
@@ -41,6 +43,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from ._blas import cblas_gemm, matmul
 from .geometry import conv_output_shape
 
 NAME = "numba"
@@ -289,7 +292,7 @@ def _pad_batch(x, planes, padding, pitch, stride):
 # Dense and grouped convolution: im2col + BLAS
 
 @njit(cache=True, parallel=True)
-def _gemm_conv_forward(planes, w, b, y, cols_buf, prod_buf, taps, pitch, rows_per_block,
+def _gemm_conv_forward(gemm, planes, w, b, y, cols_buf, prod_buf, taps, pitch, rows_per_block,
                        transposed):
     """y[n, g] = W[n, g] @ im2col(x[n, g]) + b[n, g], one (sample, group, row block) per unit.
 
@@ -322,9 +325,9 @@ def _gemm_conv_forward(planes, w, b, y, cols_buf, prod_buf, taps, pitch, rows_pe
                 _gather(cols[c * taps.size + tap], plane, taps[tap] + shift)
         product = prod_buf[thread, :n_out * positions]
         if transposed:
-            np.dot(cols.T, w[wn, g].T, product.reshape(positions, n_out))
+            matmul(gemm, cols, True, w[wn, g], True, product.reshape(positions, n_out))
         else:
-            np.dot(w[wn, g], cols, product.reshape(n_out, positions))
+            matmul(gemm, w[wn, g], False, cols, False, product.reshape(n_out, positions))
         for o in range(n_out):
             target = y[n, g, o].reshape(out_h * out_w)
             for h in range(h0, h1):
@@ -340,7 +343,7 @@ def _gemm_conv_forward(planes, w, b, y, cols_buf, prod_buf, taps, pitch, rows_pe
 
 
 @njit(cache=True, parallel=True)
-def _gemm_conv_backward(dy, planes, w, dx, dw_slots, cols_buf, dy_buf, plane_buf, dw_buf,
+def _gemm_conv_backward(gemm, dy, planes, w, dx, dw_slots, cols_buf, dy_buf, plane_buf, dw_buf,
                         taps, pitch, stride, padding):
     """dx and dW of ``_gemm_conv_forward``: two units per (sample, group), one for each.
 
@@ -375,16 +378,16 @@ def _gemm_conv_backward(dy, planes, w, dx, dw_slots, cols_buf, dy_buf, plane_buf
                 for tap in range(taps.size):
                     _gather(cols[c * taps.size + tap], plane, taps[tap])
             if per_sample:  # the unit owns dW[n, g]: the product goes straight there
-                np.dot(dy_grid, cols.T, dw_slots[n, g])
+                matmul(gemm, dy_grid, False, cols, True, dw_slots[n, g])
             else:
                 dw_unit = dw_buf[thread]
-                np.dot(dy_grid, cols.T, dw_unit)
+                matmul(gemm, dy_grid, False, cols, True, dw_unit)
                 dw_slot = dw_slots[thread, g].reshape(n_out * depth)
                 dw_flat = dw_unit.reshape(n_out * depth)
                 for q in range(n_out * depth):
                     dw_slot[q] += dw_flat[q]
         else:
-            np.dot(w[wn, g].T, dy_grid, cols)
+            matmul(gemm, w[wn, g], True, dy_grid, False, cols)
             for c in range(c_group):
                 plane = plane_buf[thread, c]
                 flat = plane.reshape(plane.size)
@@ -519,7 +522,8 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups):
     cols_buf = np.empty((slots, depth * positions), x.dtype)
     prod_buf = np.empty((slots, positions * c_out_group), x.dtype)
     with _single_threaded_blas():
-        _gemm_conv_forward(planes.reshape((n, groups, c_group) + planes.shape[2:]),
+        _gemm_conv_forward(cblas_gemm(x.dtype),
+                           planes.reshape((n, groups, c_group) + planes.shape[2:]),
                            w.reshape(nw, groups, c_out_group, depth),
                            b.reshape(nw, groups, c_out_group),
                            y.reshape(n, groups, c_out_group, out_h, out_w), cols_buf, prod_buf,
@@ -559,7 +563,8 @@ def conv2d_backward(dy, x, w, stride, padding, dilation, groups, has_bias):
     plane_buf = np.empty((slots, c_group, phases, length), x.dtype)
     dw_buf = np.empty((slots, c_out_group, depth), x.dtype)
     with _single_threaded_blas():
-        _gemm_conv_backward(dy.reshape(n, groups, c_out_group, out_h, out_w),
+        _gemm_conv_backward(cblas_gemm(x.dtype),
+                            dy.reshape(n, groups, c_out_group, out_h, out_w),
                             planes.reshape((n, groups, c_group) + planes.shape[2:]),
                             w.reshape(nw, groups, c_out_group, depth),
                             dx.reshape((n, groups, c_group) + x.shape[2:]), dw_slots,

@@ -1,0 +1,68 @@
+"""The CBLAS matrix product the numba kernels call (dynconv_np/backends/_blas.py)."""
+import ctypes
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from dynconv_np.backends import _blas
+
+DTYPES = [np.float32, np.float64]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_cblas_gemm_is_found_where_numpy_ships_openblas(dtype):
+    """NumPy's wheels ship OpenBLAS built as "scipy_openblas"; there the fast path must be
+    taken (without it every product silently falls back to np.dot)."""
+    from threadpoolctl import threadpool_info
+    shipped = any("scipy_openblas" in info.get("filepath", "") for info in threadpool_info())
+    if not shipped:
+        pytest.skip("no scipy_openblas loaded: NumPy uses another BLAS here")
+    assert _blas.cblas_gemm(dtype) is not None
+
+
+@given(rows=st.integers(1, 7), inner=st.integers(1, 7), cols=st.integers(1, 7),
+       transpose_a=st.booleans(), transpose_b=st.booleans(),
+       dtype=st.sampled_from(DTYPES), use_cblas=st.booleans(),
+       seed=st.integers(0, 2**32 - 1))
+def test_matmul_matches_numpy_for_every_transpose(rows, inner, cols, transpose_a, transpose_b,
+                                                  dtype, use_cblas, seed):
+    """c = op(a) @ op(b) through CBLAS and through the np.dot fallback (gemm=None).
+
+    Tolerance: a sum of `inner` products in a different order differs by at most
+    inner * eps * sum |a_ik b_kj|; the bound is that with a factor 2 of margin.
+    """
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((inner, rows) if transpose_a else (rows, inner)).astype(dtype)
+    b = rng.standard_normal((cols, inner) if transpose_b else (inner, cols)).astype(dtype)
+    c = np.full((rows, cols), np.nan, dtype)
+    inputs = (a.copy(), b.copy())
+    _blas.matmul(_blas.cblas_gemm(dtype) if use_cblas else None, a, transpose_a, b,
+                 transpose_b, c)
+    op_a, op_b = (a.T if transpose_a else a), (b.T if transpose_b else b)
+    want = op_a.astype(np.float64) @ op_b.astype(np.float64)
+    bound = 2 * inner * np.finfo(dtype).eps * (np.abs(op_a).astype(np.float64)
+                                               @ np.abs(op_b).astype(np.float64))
+    assert c.dtype == dtype
+    assert (np.abs(c - want) <= bound).all(), np.abs(c - want).max()
+    np.testing.assert_array_equal(a, inputs[0])
+    np.testing.assert_array_equal(b, inputs[1])
+
+
+def test_a_library_whose_gemm_gives_wrong_results_is_not_used(monkeypatch):
+    """The candidate check catches a wrong ABI (say, the wrong integer width): a function
+    that leaves c untouched must be rejected, and with no other candidate None comes back."""
+    def broken_gemm(*args):
+        return None
+
+    class FakeLibrary:
+        scipy_cblas_sgemm64_ = object()
+
+    monkeypatch.setattr(_blas, "_blas_library_paths", lambda: ["fake"])
+    monkeypatch.setattr(ctypes, "CDLL", lambda path: FakeLibrary())
+    monkeypatch.setattr(ctypes, "CFUNCTYPE", lambda *types: lambda spec: broken_gemm)
+    _blas.cblas_gemm.cache_clear()
+    try:
+        assert _blas.cblas_gemm(np.float32) is None
+    finally:
+        _blas.cblas_gemm.cache_clear()
