@@ -16,7 +16,8 @@ Per layer and library: median and min time of the whole layer's forward and of
 forward + backward (dx and every parameter gradient); GFLOP/s = 2 * conv multiply-adds /
 median time (forward + backward counts three convolutions' worth: y, dx, dW); the percentage
 of this machine's float32 matrix-multiply peak (NumPy's BLAS, all cores, measured in the same
-run); and numba / PyTorch ratios of the medians. PyTorch runs the same layer with the
+run); and numba / PyTorch ratios of the medians and of the minima (the minimum is the run least
+disturbed by other work on the machine). PyTorch runs the same layer with the
 grouped-convolution trick (x as (1, N*C_in, H, W), per-sample kernels as
 (N*C_out, C_in/groups, kh, kw), groups = N*groups); its forward runs under no_grad.
 
@@ -324,15 +325,20 @@ def print_table(suite, results, peak, peak_size):
                   f"{_ms(min(t.fwd_bwd)):>10} {gf_fb:8.1f} {100 * gf_fb / peak:5.0f}% | "
                   f"{t.first_call_s:10.3f}")
     if "torch" in results:
-        print(f"\n{'layer':5} | {'numba/torch fwd':>15} {'numba/torch f+b':>15} | "
-              f"{'numba/numpy fwd':>15} {'numba/numpy f+b':>15}   (ratios of medians)")
+        print(f"\n{'':5} | {'numba / torch, medians':^23} | {'numba / torch, minima':^23} | "
+              f"{'numba / numpy, medians':^23}")
+        print(f"{'layer':5} | {'fwd':>11} {'f+b':>11} | {'fwd':>11} {'f+b':>11} | "
+              f"{'fwd':>11} {'f+b':>11}")
         for spec in suite:
             nb, th, npy = (results[lib][spec.name] for lib in ("numba", "torch", "numpy"))
 
-            def ratio(a, b, part):
-                return statistics.median(getattr(a, part)) / statistics.median(getattr(b, part))
-            print(f"{spec.name:5} | {ratio(nb, th, 'fwd'):15.2f} {ratio(nb, th, 'fwd_bwd'):15.2f} |"
-                  f" {ratio(nb, npy, 'fwd'):15.3f} {ratio(nb, npy, 'fwd_bwd'):15.3f}")
+            def ratio(a, b, part, statistic):
+                return statistic(getattr(a, part)) / statistic(getattr(b, part))
+            print(f"{spec.name:5} | {ratio(nb, th, 'fwd', statistics.median):11.2f} "
+                  f"{ratio(nb, th, 'fwd_bwd', statistics.median):11.2f} | "
+                  f"{ratio(nb, th, 'fwd', min):11.2f} {ratio(nb, th, 'fwd_bwd', min):11.2f} | "
+                  f"{ratio(nb, npy, 'fwd', statistics.median):11.3f} "
+                  f"{ratio(nb, npy, 'fwd_bwd', statistics.median):11.3f}")
 
 
 def _report_load(when):
