@@ -8,8 +8,8 @@ direct ``cblas_sgemm`` call into the OpenBLAS that NumPy ships (single thread, e
 kernels take as an argument (an argument, not a global: Numba can then still cache the
 kernels on disk, since the address is not compiled in) and pass to ``matmul``.
 
-Where to look: the BLAS libraries loaded in this process (threadpoolctl lists them, NumPy's
-first), by the symbol names whose integer width is known from their name: OpenBLAS builds
+Where to look: the BLAS libraries loaded in this process (threadpoolctl lists them; NumPy's
+own is tried first), by the symbol names whose integer width is known from their name: OpenBLAS builds
 for NumPy and SciPy ("scipy_openblas") export ``scipy_cblas_sgemm64_`` (64-bit integers) or
 ``scipy_cblas_sgemm`` (32-bit), and 64-bit-integer OpenBLAS builds ``cblas_sgemm64_``. A plain
 ``cblas_sgemm`` is not used: its integer width cannot be told from outside. Each candidate
@@ -18,6 +18,7 @@ another BLAS, say), ``cblas_gemm`` returns None and ``matmul`` falls back to ``n
 """
 import ctypes
 import functools
+import os
 
 import numpy as np
 from numba import njit
@@ -32,12 +33,17 @@ _SCALAR = {np.dtype(np.float32): ("s", ctypes.c_float), np.dtype(np.float64): ("
 
 
 def _blas_library_paths():
-    """Paths of the BLAS libraries loaded in this process, NumPy's first."""
+    """Paths of the BLAS libraries loaded in this process: NumPy's own first (the wheels keep
+    it in numpy.libs/), then the others by path. threadpoolctl lists them in no fixed order,
+    and a choice that changed from process to process would also change the kernels'
+    argument types, so Numba would recompile them instead of loading them from its cache."""
     try:
         from threadpoolctl import threadpool_info
     except ImportError:
         return []
-    return [info["filepath"] for info in threadpool_info() if info.get("user_api") == "blas"]
+    numpy_dir = os.path.dirname(np.__file__)
+    paths = [info["filepath"] for info in threadpool_info() if info.get("user_api") == "blas"]
+    return sorted(paths, key=lambda path: (not path.startswith(numpy_dir), path))
 
 
 def _reproduces_a_product(gemm, dtype):

@@ -66,3 +66,17 @@ def test_a_library_whose_gemm_gives_wrong_results_is_not_used(monkeypatch):
         assert _blas.cblas_gemm(np.float32) is None
     finally:
         _blas.cblas_gemm.cache_clear()
+
+
+def test_numpys_own_blas_is_tried_first_whatever_order_threadpoolctl_gives(monkeypatch):
+    """threadpoolctl's order changes from process to process; the choice must not (a different
+    library means different kernel argument types and a recompile instead of a cache load)."""
+    import os
+    import threadpoolctl
+    numpy_lib = os.path.join(os.path.dirname(np.__file__) + ".libs", "libopenblas.so")
+    infos = [{"user_api": "blas", "filepath": "/opt/other/libblas.so"},
+             {"user_api": "openmp", "filepath": "/opt/omp/libgomp.so"},
+             {"user_api": "blas", "filepath": numpy_lib}]
+    for order in (infos, infos[::-1]):
+        monkeypatch.setattr(threadpoolctl, "threadpool_info", lambda order=order: order)
+        assert _blas._blas_library_paths() == [numpy_lib, "/opt/other/libblas.so"]
