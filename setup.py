@@ -24,9 +24,11 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["dynconv_np", "dynconv_np.*"]),
     package_data={"dynconv_np": ["data/*.gz", "data/*.txt"]},
-    # SciPy: Numba's np.dot inside jitted code (the "numba" backend's matrix products) calls
-    # BLAS through scipy.linalg.cython_blas. threadpoolctl: holds that BLAS to one thread inside
-    # Numba's parallel loops; without it OpenBLAS and Numba threads fight over the cores.
+    # SciPy: Numba's np.dot inside jitted code calls BLAS through scipy.linalg.cython_blas (the
+    # "numba" backend's fallback when no CBLAS gemm is found, see backends/_blas.py).
+    # threadpoolctl: finds the loaded BLAS libraries (for that CBLAS gemm) and holds BLAS to one
+    # thread inside Numba's parallel loops; without it OpenBLAS and Numba threads fight over
+    # the cores.
     install_requires=["numpy>=1.23", "numba>=0.58", "scipy>=1.10", "threadpoolctl>=3.1"],
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["dynconv_np=dynconv_np.cli:main"]},
