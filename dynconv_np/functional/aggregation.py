@@ -17,21 +17,23 @@ from .._validation import check_float_array, check_same_dtype, check_shape, is_h
 from ..backends import get_backend
 
 
-def aggregate_kernels_forward(pi, weight, bias=None, backend="numpy"):
+def aggregate_kernels_forward(pi, weight, bias=None, backend="numpy", check=True):
     """Per-sample kernels from attention -> ((w_n, b_n), cache).
 
     pi (N, K) host array; weight (K, *kernel_shape); bias (K, C_out) or None.
-    w_n (N, *kernel_shape); b_n (N, C_out) or None.
+    w_n (N, *kernel_shape); b_n (N, C_out) or None. ``check=False`` skips the argument
+    checks, for callers that made them already.
     """
-    check_float_array(pi, "pi", ndim=2)
-    check_float_array(weight, "weight")
-    if weight.shape[0] != pi.shape[1]:
-        raise ValueError(f"weight must hold K={pi.shape[1]} kernels along axis 0 (pi is "
-                         f"{tuple(pi.shape)}); received weight shape {tuple(weight.shape)}")
-    if bias is not None:
-        check_float_array(bias, "bias", ndim=2)
-        check_shape(bias, "bias", (pi.shape[1], weight.shape[1]))
-    check_same_dtype(pi=pi, weight=weight, bias=bias)
+    if check:
+        check_float_array(pi, "pi", ndim=2)
+        check_float_array(weight, "weight")
+        if weight.shape[0] != pi.shape[1]:
+            raise ValueError(f"weight must hold K={pi.shape[1]} kernels along axis 0 (pi is "
+                             f"{tuple(pi.shape)}); received weight shape {tuple(weight.shape)}")
+        if bias is not None:
+            check_float_array(bias, "bias", ndim=2)
+            check_shape(bias, "bias", (pi.shape[1], weight.shape[1]))
+        check_same_dtype(pi=pi, weight=weight, bias=bias)
     module = get_backend(backend)
     w_n, b_n = module.aggregate_forward(pi, weight, bias)
     return (w_n, b_n), {"pi": pi, "weight": weight, "bias": bias, "backend": module}

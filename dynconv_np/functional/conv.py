@@ -71,7 +71,7 @@ def _prepare(x, weight, bias, stride, padding, dilation, groups, per_sample, che
                              f"is larger than the padded input {axis} ({size} + 2 * {p} = "
                              f"{size + 2 * p})")
     if bias is not None:
-        check_float_array(bias, "bias", ndim=1 + lead)
+        check_float_array(bias, "bias", ndim=1 + lead, finite=check_finite)
         check_shape(bias, "bias", (n, c_out) if per_sample else (c_out,))
     w = weight if per_sample else weight[None]
     b = None if bias is None else (bias if per_sample else bias[None])

@@ -20,10 +20,12 @@ checked parameters and are not rescanned.
 import numpy as np
 
 from .aggregation import aggregate_kernels_backward, aggregate_kernels_forward
-from .attention import ATTENTION_PARAMS, attention_backward, attention_forward
+from .attention import (ATTENTION_PARAMS, attention_backward, attention_forward,
+                        check_attention_params)
 from .conv import per_sample_conv2d_backward, per_sample_conv2d_forward
 from .pooling import global_avg_pool_backward, global_avg_pool_forward
-from .._validation import check_finite as check_all_finite, check_float_array, is_host_array
+from .._validation import (check_finite as check_all_finite, check_float_array, check_shape,
+                           check_temperature, is_host_array)
 from ..backends import DEFAULT_BACKEND
 
 
@@ -35,17 +37,37 @@ def dynamic_conv2d_forward(x, params, tau, stride=1, padding=0, dilation=1, grou
     "fc1_weight" (hidden, C_in), "fc1_bias" (hidden,), "fc2_weight" (K, hidden), "fc2_bias" (K,).
     """
     check_float_array(x, "x", ndim=4, finite=False)
+    tau = check_temperature(tau)
+    _check_params(params, x)
     pooled, pool_cache = global_avg_pool_forward(x, backend)
     if check_finite:
         _check_finite_through_means(x, pooled)
     pi, attention_cache = attention_forward(pooled, *(params[name] for name in ATTENTION_PARAMS),
-                                            tau)
+                                            tau, check=False)
     (w_n, b_n), aggregate_cache = aggregate_kernels_forward(pi, params["weight"],
-                                                            params.get("bias"), backend)
+                                                            params.get("bias"), backend,
+                                                            check=False)
     y, conv_cache = per_sample_conv2d_forward(x, w_n, b_n, stride, padding, dilation, groups,
                                               backend, check_finite=False)
     return y, {"pi": pi, "check_finite": check_finite,
                "stages": (pool_cache, attention_cache, aggregate_cache, conv_cache)}
+
+
+def _check_params(params, x):
+    """Every parameter, once, by name (the stages then skip their own argument checks):
+    weight (K, C_out, C_in/groups, kh, kw) and bias (K, C_out), finite, of x's dtype, and the
+    attention's FCs for C_in = x.shape[1] inputs and K outputs. Kernels on a device (backend
+    "cuda") are checked by shape and dtype only."""
+    weight = check_float_array(params["weight"], "weight", ndim=5)
+    num_kernels, c_out = weight.shape[:2]
+    bias = params.get("bias")
+    if bias is not None:
+        check_shape(check_float_array(bias, "bias", ndim=2), "bias", (num_kernels, c_out))
+    for name, array in (("weight", weight), ("bias", bias)):
+        if array is not None and np.dtype(array.dtype) != np.dtype(x.dtype):
+            raise TypeError(f"{name} has dtype {np.dtype(array.dtype)} but x is "
+                            f"{np.dtype(x.dtype)}; mixed dtypes are not supported")
+    check_attention_params(params, x.shape[1], num_kernels, np.dtype(x.dtype))
 
 
 def _check_finite_through_means(x, pooled):

@@ -6,10 +6,13 @@
 
 x reaches y along two paths, so dx = W(x)^T dy + dx_attention.
 """
+import numpy as np
+
 from .aggregation import aggregate_kernels_backward, aggregate_kernels_forward
-from .attention import ATTENTION_PARAMS, attention_backward, attention_forward
+from .attention import (ATTENTION_PARAMS, attention_backward, attention_forward,
+                        check_attention_params)
 from .linear import per_sample_linear_backward, per_sample_linear_forward
-from .._validation import check_float_array, check_same_dtype, check_shape
+from .._validation import check_float_array, check_same_dtype, check_shape, check_temperature
 
 
 def dynamic_linear_forward(x, params, tau):
@@ -19,11 +22,18 @@ def dynamic_linear_forward(x, params, tau):
     "fc1_bias" (hidden,), "fc2_weight" (K, hidden), "fc2_bias" (K,).
     """
     check_float_array(x, "x", ndim=2)
+    tau = check_temperature(tau)
     weight = check_float_array(params["weight"], "weight", ndim=3)
     check_shape(x, "x", (None, weight.shape[2]))
-    check_same_dtype(x=x, weight=weight)
-    pi, attention_cache = attention_forward(x, *(params[name] for name in ATTENTION_PARAMS), tau)
-    (w_n, b_n), aggregate_cache = aggregate_kernels_forward(pi, weight, params.get("bias"))
+    bias = params.get("bias")
+    if bias is not None:
+        check_shape(check_float_array(bias, "bias", ndim=2), "bias", weight.shape[:2])
+    check_same_dtype(x=x, weight=weight, bias=bias)
+    check_attention_params(params, x.shape[1], weight.shape[0], np.dtype(x.dtype))
+    # every argument is checked above, once: the stages skip their own checks
+    pi, attention_cache = attention_forward(x, *(params[name] for name in ATTENTION_PARAMS), tau,
+                                            check=False)
+    (w_n, b_n), aggregate_cache = aggregate_kernels_forward(pi, weight, bias, check=False)
     y, linear_cache = per_sample_linear_forward(x, w_n, b_n)
     return y, {"pi": pi, "stages": (attention_cache, aggregate_cache, linear_cache)}
 

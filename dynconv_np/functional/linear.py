@@ -12,15 +12,19 @@ import numpy as np
 from .._validation import check_float_array, check_same_dtype, check_shape
 
 
-def linear_forward(x, weight, bias=None):
-    """y = x @ weight.T + bias; x (N, in), weight (out, in), bias (out,) or None -> (y, cache)."""
-    check_float_array(x, "x", ndim=2)
-    check_float_array(weight, "weight", ndim=2)
-    check_shape(x, "x", (None, weight.shape[1]))
-    if bias is not None:
-        check_float_array(bias, "bias", ndim=1)
-        check_shape(bias, "bias", (weight.shape[0],))
-    check_same_dtype(x=x, weight=weight, bias=bias)
+def linear_forward(x, weight, bias=None, check=True):
+    """y = x @ weight.T + bias; x (N, in), weight (out, in), bias (out,) or None -> (y, cache).
+
+    ``check=False`` skips the argument checks, for callers that made them already.
+    """
+    if check:
+        check_float_array(x, "x", ndim=2)
+        check_float_array(weight, "weight", ndim=2)
+        check_shape(x, "x", (None, weight.shape[1]))
+        if bias is not None:
+            check_float_array(bias, "bias", ndim=1)
+            check_shape(bias, "bias", (weight.shape[0],))
+        check_same_dtype(x=x, weight=weight, bias=bias)
     y = x @ weight.T
     if bias is not None:
         y += bias

@@ -198,6 +198,32 @@ def test_non_finite_input_and_upstream_gradient_are_located():
         layer.backward(dy)
 
 
+@pytest.mark.parametrize("layer_kind", ["conv", "linear"])
+@pytest.mark.parametrize("name, value, error, message", [
+    ("fc1_weight", np.zeros((2, 5)), ValueError,
+     r"fc1_weight must have shape \(2, 4\); received \(2, 5\)"),
+    ("fc1_bias", np.zeros(3), ValueError, r"fc1_bias must have shape \(2,\); received \(3,\)"),
+    ("fc2_weight", np.zeros((2, 2)), ValueError, r"fc2_weight must have shape \(3, 2\)"),
+    ("fc2_bias", np.array([0.0, np.nan, 0.0]), ValueError, r"fc2_bias contains 1 non-finite"),
+    ("fc2_bias", np.zeros(3, np.float32), TypeError, r"fc2_bias has dtype float32 but the input "
+                                                     r"is float64"),
+    ("bias", np.zeros((3, 7)), ValueError, r"bias must have shape"),
+])
+def test_a_bad_parameter_is_named_by_the_dynamic_layers(layer_kind, name, value, error, message):
+    """The composed forward checks every parameter once, by name, before any stage runs (the
+    stages then skip their own checks): a replaced parameter is reported as itself."""
+    if layer_kind == "conv":
+        layer = DynamicConv2d(4, 6, 3, padding=1, num_kernels=3, min_hidden=2,
+                              backend="numpy", dtype=np.float64, rng=0)
+        x = np.zeros((2, 4, 5, 5))
+    else:
+        layer = DynamicLinear(4, 6, num_kernels=3, min_hidden=2, dtype=np.float64, rng=0)
+        x = np.zeros((2, 4))
+    layer.params[name] = value
+    with pytest.raises(error, match=message):
+        layer.forward(x)
+
+
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_every_non_finite_input_is_caught_through_the_pooled_means(backend, bad):
