@@ -25,6 +25,11 @@ floating dtype, consistent shapes) and tuples ``stride``, ``padding``,
     into a gradient ``dx`` that the backend itself allocated:
     dx[n, c, :, :] += dpooled[n, c] / (H * W).
 
+Optional: ``attention_forward(pooled, w1, b1, w2, b2, tau) -> (pi, hidden)`` and
+``attention_backward(dpi, pi, hidden, pooled, w1, w2, tau) -> (dpooled, dw1, db1, dw2, db2)``,
+the attention branch as one call on host arrays (``numba``: ``cpu_attention.py``). Without
+them, ``functional/attention.py`` composes the branch from its stages, which is the reference.
+
 Outputs have the inputs' dtype. The ``numpy`` backend (``reference.py``) is the
 judge; ``numba`` (``cpu.py``) and ``cuda`` (``cuda.py``) must agree with it.
 """
@@ -40,12 +45,22 @@ def available_backends():
     return tuple(_MODULES)
 
 
+_LOADED = {}  # name -> module, once it imported and passed its availability check
+
+
 def get_backend(name):
-    """The backend module called ``name`` ("numpy", "numba" or "cuda"), imported on first use."""
+    """The backend module called ``name`` ("numpy", "numba" or "cuda"), imported on first use.
+
+    Called several times per layer pass: after the first successful call it is one lookup.
+    """
+    module = _LOADED.get(name) if isinstance(name, str) else None
+    if module is not None:
+        return module
     if not isinstance(name, str) or name not in _MODULES:
         raise ValueError(f"backend must be one of {sorted(_MODULES)}; received {name!r}")
     module = importlib.import_module(f"{__name__}.{_MODULES[name]}")
     check = getattr(module, "ensure_available", None)
     if check is not None:
         check()
+    _LOADED[name] = module
     return module

@@ -44,6 +44,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._blas import cblas_gemm, matmul
+from .cpu_attention import attention_backward, attention_forward  # noqa: F401 (contract)
 from .geometry import conv_output_shape
 
 NAME = "numba"

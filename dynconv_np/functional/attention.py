@@ -9,11 +9,17 @@ A squeeze-and-excitation style branch maps a pooled feature vector to K attentio
 For a dynamic convolution ``pooled`` is the global average pool of x; for the dynamic perceptron
 (section 3.1) it is x itself. The backward pass runs the same stages in reverse, each consuming the
 cache its own forward produced.
+
+This composition is the reference. A backend may also provide the whole branch as one call
+(``backend="numba"``: ``backends/cpu_attention.py``, tested against this composition), which
+``attention_forward`` then uses: the arrays are tiny, so the cost of the composition is
+interpreter work, not arithmetic.
 """
 from .activations import relu_backward, relu_forward
 from .linear import linear_backward, linear_forward
 from .softmax import softmax_backward, softmax_forward
-from .._validation import check_float_array, check_shape
+from .._validation import check_float_array, check_shape, check_temperature
+from ..backends import get_backend
 
 ATTENTION_PARAMS = ("fc1_weight", "fc1_bias", "fc2_weight", "fc2_bias")
 
@@ -34,21 +40,42 @@ def check_attention_params(params, in_features, num_kernels, dtype):
                             "mixed dtypes are not supported")
 
 
-def attention_forward(pooled, fc1_weight, fc1_bias, fc2_weight, fc2_bias, tau, check=True):
+def attention_forward(pooled, fc1_weight, fc1_bias, fc2_weight, fc2_bias, tau, check=True,
+                      backend=None):
     """pi (N, K) = softmax((relu(pooled W1^T + b1) W2^T + b2) / tau) -> (pi, cache).
 
     ``check=False`` skips the argument checks, for callers that made them already (the
     dynamic layers check their parameters once with ``check_attention_params``).
+    ``backend``: a backend name; one that provides the branch as one call runs it there,
+    any other (and None) runs the composition below.
     """
-    hidden_pre, fc1_cache = linear_forward(pooled, fc1_weight, fc1_bias, check=check)
-    hidden, relu_cache = relu_forward(hidden_pre)
-    logits, fc2_cache = linear_forward(hidden, fc2_weight, fc2_bias, check=check)
-    pi, softmax_cache = softmax_forward(logits, tau, check=check)
-    return pi, (fc1_cache, relu_cache, fc2_cache, softmax_cache)
+    module = None if backend is None else get_backend(backend)
+    fused = getattr(module, "attention_forward", None)
+    if fused is None:
+        hidden_pre, fc1_cache = linear_forward(pooled, fc1_weight, fc1_bias, check=check)
+        hidden, relu_cache = relu_forward(hidden_pre)
+        logits, fc2_cache = linear_forward(hidden, fc2_weight, fc2_bias, check=check)
+        pi, softmax_cache = softmax_forward(logits, tau, check=check)
+        return pi, (fc1_cache, relu_cache, fc2_cache, softmax_cache)
+    if check:
+        check_float_array(pooled, "pooled", ndim=2)
+        num_kernels = check_float_array(fc2_weight, "fc2_weight", ndim=2).shape[0]
+        check_attention_params(dict(zip(ATTENTION_PARAMS, (fc1_weight, fc1_bias, fc2_weight,
+                                                           fc2_bias))),
+                               pooled.shape[1], num_kernels, pooled.dtype)
+        tau = check_temperature(tau)
+    pi, hidden = fused(pooled, fc1_weight, fc1_bias, fc2_weight, fc2_bias, tau)
+    return pi, {"backend": module, "pi": pi, "hidden": hidden, "pooled": pooled,
+                "fc1_weight": fc1_weight, "fc2_weight": fc2_weight, "tau": tau}
 
 
 def attention_backward(dpi, cache):
     """Backward of ``attention_forward``: (dpooled, {"fc1_weight": ..., ..., "fc2_bias": ...})."""
+    if isinstance(cache, dict):  # the forward ran as one backend call
+        dpooled, *grads = cache["backend"].attention_backward(
+            dpi, cache["pi"], cache["hidden"], cache["pooled"], cache["fc1_weight"],
+            cache["fc2_weight"], cache["tau"])
+        return dpooled, dict(zip(ATTENTION_PARAMS, grads))
     fc1_cache, relu_cache, fc2_cache, softmax_cache = cache
     dlogits = softmax_backward(dpi, softmax_cache)
     dhidden, dfc2_weight, dfc2_bias = linear_backward(dlogits, fc2_cache)

@@ -43,7 +43,7 @@ def dynamic_conv2d_forward(x, params, tau, stride=1, padding=0, dilation=1, grou
     if check_finite:
         _check_finite_through_means(x, pooled)
     pi, attention_cache = attention_forward(pooled, *(params[name] for name in ATTENTION_PARAMS),
-                                            tau, check=False)
+                                            tau, check=False, backend=backend)
     (w_n, b_n), aggregate_cache = aggregate_kernels_forward(pi, params["weight"],
                                                             params.get("bias"), backend,
                                                             check=False)
