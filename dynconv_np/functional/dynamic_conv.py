@@ -14,7 +14,8 @@ No stage's math is repeated here: this module only wires stages together. Unless
 ``check_finite=False``, x is checked for NaN/inf through its pooled means (a NaN or inf anywhere
 makes its channel's mean NaN or inf: the pool, computed anyway, doubles as the screen; only a
 non-finite mean costs an element-wise search, which names the first bad element), so device
-arrays are checked too; in backward, dy is scanned once. The per-sample kernels are built from
+arrays are checked too; in backward, dy the same way through the bias gradient db_n (its
+per-plane sums), or scanned once when there is no bias. The per-sample kernels are built from
 checked parameters and are not rescanned.
 """
 import numpy as np
@@ -41,7 +42,7 @@ def dynamic_conv2d_forward(x, params, tau, stride=1, padding=0, dilation=1, grou
     _check_params(params, x)
     pooled, pool_cache = global_avg_pool_forward(x, backend)
     if check_finite:
-        _check_finite_through_means(x, pooled)
+        _check_finite_screened(x, "x", pooled, "mean")
     pi, attention_cache = attention_forward(pooled, *(params[name] for name in ATTENTION_PARAMS),
                                             tau, check=False, backend=backend)
     (w_n, b_n), aggregate_cache = aggregate_kernels_forward(pi, params["weight"],
@@ -70,24 +71,31 @@ def _check_params(params, x):
     check_attention_params(params, x.shape[1], num_kernels, np.dtype(x.dtype))
 
 
-def _check_finite_through_means(x, pooled):
-    """ValueError unless x is finite and its per-channel means are (pooled = mean of x)."""
-    if np.isfinite(pooled).all():
+def _check_finite_screened(a, name, reduced, reduction):
+    """ValueError unless ``a`` (N, C, H, W) is finite and so is ``reduced`` (N, C), its
+    per-plane mean or sum: a NaN or inf anywhere in a plane makes that plane's mean or sum
+    NaN or inf, so only a non-finite ``reduced`` costs an element-wise search of ``a``."""
+    if np.isfinite(reduced).all():
         return
-    if is_host_array(x):
-        check_all_finite(x, "x")  # raises, naming the first NaN/inf, if there is one
-    n, c = np.argwhere(~np.isfinite(pooled))[0]
-    raise ValueError(f"x must be finite; the mean of x[{n}, {c}] over (H, W) is "
-                     f"{float(pooled[n, c])} (a NaN or inf in that plane, or values whose sum "
-                     f"overflows {np.dtype(x.dtype)})")
+    if is_host_array(a):
+        check_all_finite(a, name)  # raises, naming the first NaN/inf, if there is one
+    n, c = np.argwhere(~np.isfinite(reduced))[0]
+    raise ValueError(f"{name} must be finite; the {reduction} of {name}[{n}, {c}] over (H, W) is "
+                     f"{float(reduced[n, c])} (a NaN or inf in that plane, or values whose sum "
+                     f"overflows {np.dtype(a.dtype)})")
 
 
 def dynamic_conv2d_backward(dy, cache):
     """(dx, grads) where grads has a key per parameter in the forward's ``params``."""
     pool_cache, attention_cache, aggregate_cache, conv_cache = cache["stages"]
-    if cache["check_finite"] and isinstance(dy, np.ndarray):
-        check_all_finite(dy, "dy")
-    dx, dw_n, db_n = per_sample_conv2d_backward(dy, conv_cache)
+    with np.errstate(invalid="ignore"):  # a NaN/inf in dy is reported below, not warned about
+        dx, dw_n, db_n = per_sample_conv2d_backward(dy, conv_cache)
+    if cache["check_finite"] and is_host_array(dy):
+        # db_n[n, o] is the sum of dy[n, o]: the bias gradient doubles as the screen
+        if db_n is not None and is_host_array(db_n):
+            _check_finite_screened(dy, "dy", db_n, "sum")
+        else:
+            check_all_finite(dy, "dy")
     dpi, dweight, dbias = aggregate_kernels_backward(dw_n, db_n, aggregate_cache)
     dpooled, grads = attention_backward(dpi, attention_cache)
     dx = global_avg_pool_backward(dpooled, pool_cache, dx=dx)

@@ -1,5 +1,6 @@
 """DynamicConv2d and DynamicLinear: the layer contract, gradients, cross-checks, errors."""
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -222,6 +223,31 @@ def test_a_bad_parameter_is_named_by_the_dynamic_layers(layer_kind, name, value,
     layer.params[name] = value
     with pytest.raises(error, match=message):
         layer.forward(x)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_every_non_finite_upstream_gradient_is_caught(backend, bias, bad):
+    """With a bias, dy is screened through its per-plane sums (the bias gradient); without,
+    scanned. Either way one bad element anywhere is reported, nothing is accumulated, and no
+    NumPy warning comes before the error."""
+    layer = DynamicConv2d(2, 3, 3, padding=1, bias=bias, backend=backend, dtype=np.float32,
+                          rng=0)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 2, 5, 5)).astype(np.float32)
+    for index in [(0, 0, 0, 0), (1, 2, 4, 4), (1, 1, 2, 3)]:
+        layer.zero_grad()
+        y = layer.forward(x)
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        dy[index] = bad
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(ValueError, match=r"dy contains 1 non-finite value\(s\); the "
+                                                 rf"first is {bad} at index "
+                                                 rf"{re.escape(str(index))}"):
+                layer.backward(dy)
+        assert not any(grad.any() for grad in layer.grads.values())
 
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
