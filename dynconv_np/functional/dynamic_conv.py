@@ -25,8 +25,8 @@ from .attention import (ATTENTION_PARAMS, attention_backward, attention_forward,
                         check_attention_params)
 from .conv import per_sample_conv2d_backward, per_sample_conv2d_forward
 from .pooling import global_avg_pool_backward, global_avg_pool_forward
-from .._validation import (check_finite as check_all_finite, check_float_array, check_shape,
-                           check_temperature, is_host_array)
+from .._validation import (check_finite as check_all_finite, check_float_array,
+                           check_same_dtype, check_shape, check_temperature, is_host_array)
 from ..backends import DEFAULT_BACKEND
 
 
@@ -64,10 +64,7 @@ def _check_params(params, x):
     bias = params.get("bias")
     if bias is not None:
         check_shape(check_float_array(bias, "bias", ndim=2), "bias", (num_kernels, c_out))
-    for name, array in (("weight", weight), ("bias", bias)):
-        if array is not None and np.dtype(array.dtype) != np.dtype(x.dtype):
-            raise TypeError(f"{name} has dtype {np.dtype(array.dtype)} but x is "
-                            f"{np.dtype(x.dtype)}; mixed dtypes are not supported")
+    check_same_dtype(x=x, weight=weight, bias=bias)
     check_attention_params(params, x.shape[1], num_kernels, np.dtype(x.dtype))
 
 

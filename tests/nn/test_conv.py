@@ -1,6 +1,4 @@
 """Conv2d (static): gradients, agreement with scipy, PyTorch-style initialisation, errors."""
-import importlib.util
-
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -10,8 +8,6 @@ from dynconv_np import gradcheck
 from dynconv_np.nn import Conv2d
 
 from ..strategies import conv_configs
-
-HAS_NUMBA_BACKEND = importlib.util.find_spec("dynconv_np.backends.cpu") is not None
 
 
 def _layer(c, backend="numpy", dtype=np.float64, seed=0):
@@ -56,7 +52,6 @@ def test_forward_matches_scipy_correlate(config, seed):
             np.testing.assert_allclose(y[n, o], expected, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.skipif(not HAS_NUMBA_BACKEND, reason="dynconv_np/backends/cpu.py not present")
 @settings(max_examples=10)
 @given(config=conv_configs(), seed=st.integers(0, 2**16))
 def test_numba_backend_agrees_with_numpy_reference(config, seed):

@@ -225,6 +225,14 @@ def test_a_bad_parameter_is_named_by_the_dynamic_layers(layer_kind, name, value,
         layer.forward(x)
 
 
+@pytest.mark.parametrize("name", ["weight", "bias"])
+def test_kernels_of_another_dtype_than_x_are_named(name):
+    layer = DynamicConv2d(2, 3, 3, padding=1, backend="numpy", dtype=np.float64, rng=0)
+    layer.params[name] = layer.params[name].astype(np.float32)
+    with pytest.raises(TypeError, match=rf"mixed dtypes.*x=float64, .*{name}=float32"):
+        layer.forward(np.zeros((1, 2, 4, 4)))
+
+
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
