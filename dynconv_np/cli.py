@@ -3,7 +3,7 @@
     demo     train a static CNN and its dynamic twin on the embedded digits (the main job)
     verify   check every op's backward against finite differences, per backend; print a table
     costs    params and multiply-adds of the paper's networks, static vs dynamic
-    bench    the layer benchmark suite (see benchmarks/bench_layers.py)
+    bench    the layer benchmark suite (see dynconv_np/bench/README.md)
 
 Each command's implementation lives in the module that owns the subject; this file only
 dispatches (imports are lazy so that ``--help`` is instant).
