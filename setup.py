@@ -25,7 +25,7 @@ setup(
     packages=find_packages(include=["dynconv_np", "dynconv_np.*"]),
     package_data={"dynconv_np": ["data/*.gz", "data/*.txt"]},
     # SciPy: Numba's np.dot inside jitted code calls BLAS through scipy.linalg.cython_blas (the
-    # "numba" backend's fallback when no CBLAS gemm is found, see backends/_blas.py).
+    # "numba" backend's fallback when no CBLAS gemm is found, see backends/numba_fast/blas.py).
     # threadpoolctl: finds the loaded BLAS libraries (for that CBLAS gemm) and holds BLAS to one
     # thread inside Numba's parallel loops; without it OpenBLAS and Numba threads fight over
     # the cores.

@@ -1,11 +1,11 @@
-"""The attention branch in one jitted call per pass (the ``numba`` backend's optional
+"""The attention branch fused into one jitted call per pass (the backend's optional
 ``attention_forward`` / ``attention_backward``; see ``backends/__init__.py``).
 
-The math is ``functional/attention.py``'s, the reference these are tested against:
+The math is ``functional/attention.py``'s composition, the reference:
 
     h   = relu(pooled W1^T + b1)            pooled (N, C), W1 (hidden, C)
     z   = h W2^T + b2                       W2 (K, hidden)
-    pi  = softmax(z / tau)                  max-subtracted, rows sum to 1
+    pi  = softmax(z / tau)                  as exp((z - max z) / tau), rows sum to 1
 
     dz       = pi * (dpi - <dpi, pi>) / tau   (row-wise inner product)
     dW2      = dz^T h,    db2 = sum_n dz
@@ -13,13 +13,12 @@ The math is ``functional/attention.py``'s, the reference these are tested agains
     dW1      = dh_pre^T pooled,   db1 = sum_n dh_pre
     dpooled  = dh_pre W1
 
-Why a second implementation: the arrays are tiny (N x C, N x K), so the NumPy composition
-is ~40 small calls whose cost is interpreter work, and inside a network that work runs
-with cold caches right after a large convolution kernel: measured ~4x slower there than
-in a warm loop (L1 of the layer benchmark: 207 us after a convolution vs 56 us back to
-back). One jitted call per pass replaces them. Plain loops, no ``prange``: N*C*hidden
-multiply-adds are far too few to share between threads. ``reassoc`` lets the inner sums use
-vector lanes; it changes only their order of summation.
+Why fused: the arrays are tiny (N x C, N x K), so the composition's cost is interpreter work
+(a few dozen small NumPy calls), and inside a network that work runs with cold caches right
+after a large convolution kernel. Plain loops, no ``prange``: N*C*hidden multiply-adds are far
+too few to share between threads. Both kernels are compiled with ``fastmath={"reassoc"}`` so
+that their inner sums use vector lanes; it changes only the order of summation (tolerance: the
+README's design note on reassociation).
 """
 import numpy as np
 from numba import njit
@@ -41,11 +40,11 @@ def _forward(pooled, w1, b1, w2, b2, tau, hidden, pi):
             total = b2[k]
             for j in range(n_hidden):
                 total += hidden[n, j] * w2[k, j]
-            pi[n, k] = total / tau
-            largest = max(largest, pi[n, k])
+            pi[n, k] = total  # the logit z_k
+            largest = max(largest, total)
         norm = 0.0
-        for k in range(n_kernels):
-            pi[n, k] = np.exp(pi[n, k] - largest)
+        for k in range(n_kernels):  # shift, then divide: exact for any tau (functional/softmax.py)
+            pi[n, k] = np.exp((pi[n, k] - largest) / tau)
             norm += pi[n, k]
         for k in range(n_kernels):
             pi[n, k] /= norm

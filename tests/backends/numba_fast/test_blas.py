@@ -1,11 +1,14 @@
-"""The CBLAS matrix product the numba kernels call (dynconv_np/backends/_blas.py)."""
+"""The CBLAS matrix product the GEMM kernels call, and BLAS held to one thread while they run
+(``numba_fast/blas.py``)."""
 import ctypes
 
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from dynconv_np.backends import _blas
+from dynconv_np.backends.numba_fast import blas
+
+from .checks import REFERENCE, assert_within_rounding
 
 DTYPES = [np.float32, np.float64]
 
@@ -18,7 +21,7 @@ def test_a_cblas_gemm_is_found_where_numpy_ships_openblas(dtype):
     shipped = any("scipy_openblas" in info.get("filepath", "") for info in threadpool_info())
     if not shipped:
         pytest.skip("no scipy_openblas loaded: NumPy uses another BLAS here")
-    assert _blas.cblas_gemm(dtype) is not None
+    assert blas.cblas_gemm(dtype) is not None
 
 
 @given(rows=st.integers(1, 7), inner=st.integers(1, 7), cols=st.integers(1, 7),
@@ -29,22 +32,19 @@ def test_matmul_matches_numpy_for_every_transpose(rows, inner, cols, transpose_a
                                                   dtype, use_cblas, seed):
     """c = op(a) @ op(b) through CBLAS and through the np.dot fallback (gemm=None).
 
-    Tolerance: a sum of `inner` products in a different order differs by at most
-    inner * eps * sum |a_ik b_kj|; the bound is that with a factor 2 of margin.
+    Tolerance: a sum of `inner` products, ``checks.bound``.
     """
     rng = np.random.default_rng(seed)
     a = rng.standard_normal((inner, rows) if transpose_a else (rows, inner)).astype(dtype)
     b = rng.standard_normal((cols, inner) if transpose_b else (inner, cols)).astype(dtype)
     c = np.full((rows, cols), np.nan, dtype)
     inputs = (a.copy(), b.copy())
-    _blas.matmul(_blas.cblas_gemm(dtype) if use_cblas else None, a, transpose_a, b,
+    blas.matmul(blas.cblas_gemm(dtype) if use_cblas else None, a, transpose_a, b,
                  transpose_b, c)
     op_a, op_b = (a.T if transpose_a else a), (b.T if transpose_b else b)
-    want = op_a.astype(np.float64) @ op_b.astype(np.float64)
-    bound = 2 * inner * np.finfo(dtype).eps * (np.abs(op_a).astype(np.float64)
-                                               @ np.abs(op_b).astype(np.float64))
-    assert c.dtype == dtype
-    assert (np.abs(c - want) <= bound).all(), np.abs(c - want).max()
+    want = op_a.astype(REFERENCE) @ op_b.astype(REFERENCE)
+    scale = np.abs(op_a).astype(REFERENCE) @ np.abs(op_b).astype(REFERENCE)
+    assert_within_rounding(c, want, scale, inner, dtype, "c")
     np.testing.assert_array_equal(a, inputs[0])
     np.testing.assert_array_equal(b, inputs[1])
 
@@ -58,14 +58,14 @@ def test_a_library_whose_gemm_gives_wrong_results_is_not_used(monkeypatch):
     class FakeLibrary:
         scipy_cblas_sgemm64_ = object()
 
-    monkeypatch.setattr(_blas, "_blas_library_paths", lambda: ["fake"])
+    monkeypatch.setattr(blas, "_blas_library_paths", lambda: ["fake"])
     monkeypatch.setattr(ctypes, "CDLL", lambda path: FakeLibrary())
     monkeypatch.setattr(ctypes, "CFUNCTYPE", lambda *types: lambda spec: broken_gemm)
-    _blas.cblas_gemm.cache_clear()
+    blas.cblas_gemm.cache_clear()
     try:
-        assert _blas.cblas_gemm(np.float32) is None
+        assert blas.cblas_gemm(np.float32) is None
     finally:
-        _blas.cblas_gemm.cache_clear()
+        blas.cblas_gemm.cache_clear()
 
 
 def test_numpys_own_blas_is_tried_first_whatever_order_threadpoolctl_gives(monkeypatch):
@@ -79,4 +79,23 @@ def test_numpys_own_blas_is_tried_first_whatever_order_threadpoolctl_gives(monke
              {"user_api": "blas", "filepath": numpy_lib}]
     for order in (infos, infos[::-1]):
         monkeypatch.setattr(threadpoolctl, "threadpool_info", lambda order=order: order)
-        assert _blas._blas_library_paths() == [numpy_lib, "/opt/other/libblas.so"]
+        assert blas._blas_library_paths() == [numpy_lib, "/opt/other/libblas.so"]
+
+
+def test_blas_runs_on_one_thread_inside_the_context_and_gets_its_threads_back():
+    """Inside ``single_threaded_blas`` every BLAS library threadpoolctl sees uses one thread;
+    afterwards each has its former count again (also when the body raises)."""
+    from threadpoolctl import threadpool_info
+
+    def counts():
+        return {info["filepath"]: info["num_threads"] for info in threadpool_info()
+                if info.get("user_api") == "blas"}
+
+    with blas.single_threaded_blas():  # loads SciPy's BLAS too, once
+        pass
+    before = counts()
+    with pytest.raises(RuntimeError):
+        with blas.single_threaded_blas():
+            assert set(counts().values()) == {1}
+            raise RuntimeError("body fails")
+    assert counts() == before

@@ -1,21 +1,24 @@
-"""Matrix products for the Numba kernels, called straight through CBLAS.
+"""Matrix products for the GEMM kernels, called straight through CBLAS, and BLAS's threads.
 
-Inside jitted code ``np.dot`` reaches BLAS through SciPy's Fortran wrappers. On the
-convolution shapes of the layer benchmark that path measured 0.55-0.95x the speed of a
-direct ``cblas_sgemm`` call into the OpenBLAS that NumPy ships (single thread, e.g.
-(32 x 288) @ (288 x 1088): 52 vs 76 GFLOP/s; (128 x 64) @ (64 x 256): 48 vs 85).
-``cblas_gemm(dtype)`` finds that routine and returns it as a ctypes function, which the
-kernels take as an argument (an argument, not a global: Numba can then still cache the
-kernels on disk, since the address is not compiled in) and pass to ``matmul``.
+Inside jitted code ``np.dot`` reaches BLAS through SciPy's Fortran wrappers, which is slower
+on the convolution shapes than a direct ``cblas_?gemm`` call into the OpenBLAS that NumPy
+ships. ``cblas_gemm(dtype)`` finds that routine and returns it as a ctypes function, which the
+kernels take as an argument (an argument, not a global: Numba can then still cache the kernels
+on disk, since the address is not compiled in) and pass to ``matmul``.
 
 Where to look: the BLAS libraries loaded in this process (threadpoolctl lists them; NumPy's
-own is tried first), by the symbol names whose integer width is known from their name: OpenBLAS builds
-for NumPy and SciPy ("scipy_openblas") export ``scipy_cblas_sgemm64_`` (64-bit integers) or
-``scipy_cblas_sgemm`` (32-bit), and 64-bit-integer OpenBLAS builds ``cblas_sgemm64_``. A plain
-``cblas_sgemm`` is not used: its integer width cannot be told from outside. Each candidate
-must reproduce a small product before it is used. When none is found (NumPy linked to
-another BLAS, say), ``cblas_gemm`` returns None and ``matmul`` falls back to ``np.dot``.
+own is tried first), by the symbol names whose integer width is known from their name: OpenBLAS
+builds for NumPy and SciPy ("scipy_openblas") export ``scipy_cblas_sgemm64_`` (64-bit integers)
+or ``scipy_cblas_sgemm`` (32-bit), and 64-bit-integer OpenBLAS builds ``cblas_sgemm64_``. A
+plain ``cblas_sgemm`` is not used: its integer width cannot be told from outside. Each candidate
+must reproduce a small product before it is used. When none is found (NumPy linked to another
+BLAS, say), ``cblas_gemm`` returns None and ``matmul`` falls back to ``np.dot``.
+
+BLAS runs single-threaded inside the kernels' ``prange`` loops (``single_threaded_blas``): a
+multi-threaded BLAS called from Numba's threads (or alternating with them) makes both thread
+pools spin against each other, which on a small machine is many times slower.
 """
+import contextlib
 import ctypes
 import functools
 import os
@@ -29,7 +32,51 @@ _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 _CANDIDATES = (("scipy_cblas_{}gemm64_", ctypes.c_int64),
                ("cblas_{}gemm64_", ctypes.c_int64),
                ("scipy_cblas_{}gemm", ctypes.c_int))
-_SCALAR = {np.dtype(np.float32): ("s", ctypes.c_float), np.dtype(np.float64): ("d", ctypes.c_double)}
+_SCALAR = {np.dtype(np.float32): ("s", ctypes.c_float),
+           np.dtype(np.float64): ("d", ctypes.c_double)}
+
+
+def ensure_available():
+    """Numba's ``np.dot`` calls BLAS through SciPy; fail early with a clear message."""
+    try:
+        import scipy.linalg.cython_blas  # noqa: F401
+    except ImportError as error:
+        raise ImportError("the 'numba' backend needs SciPy (Numba calls BLAS through it): "
+                          "pip install scipy") from error
+
+
+_BLAS_LIBRARIES = []  # threadpoolctl's controllers of the loaded BLAS libraries
+
+
+@contextlib.contextmanager
+def single_threaded_blas():
+    """Context in which BLAS (NumPy's and SciPy's, which jitted code calls) uses one thread.
+
+    Uses threadpoolctl when it is installed; without it BLAS keeps its threads: results are the
+    same, but the GEMM kernels can run several times slower (see the module docstring). Sets
+    the thread counts through the library controllers directly: threadpoolctl's ``limit``
+    context costs a sizeable share of a small layer.
+    """
+    if not _BLAS_LIBRARIES:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            _BLAS_LIBRARIES.append(())
+        else:
+            ensure_available()  # loads SciPy's BLAS, so that the controller sees it
+            _BLAS_LIBRARIES.append(tuple(ThreadpoolController().select(user_api="blas")
+                                         .lib_controllers))
+    libraries = _BLAS_LIBRARIES[0]
+    before = [library.get_num_threads() for library in libraries]
+    for library, threads in zip(libraries, before):
+        if threads != 1:
+            library.set_num_threads(1)
+    try:
+        yield
+    finally:
+        for library, threads in zip(libraries, before):
+            if threads != 1:
+                library.set_num_threads(threads)
 
 
 def _blas_library_paths():

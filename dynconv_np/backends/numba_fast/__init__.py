@@ -1,0 +1,72 @@
+"""The ``numba`` backend: tuned, multi-threaded Numba kernels with the reference's semantics.
+
+Same contract as ``reference.py`` (see ``backends/__init__.py``); this package is the speed,
+not the clarity. To learn the algorithms, read ``backends/reference.py`` (NumPy, the judge) and
+``backends/loops.py`` (the same math as plain loops) instead; come here to see how they are
+tiled and fused. The map, bottom up:
+
+``runs.py``        the inner loops: one contiguous run of samples per call (gather, scatter,
+                   axpy, dot, sum, copy), unsigned indices so that Numba vectorises them; the
+                   only kernels with ``reassoc``, besides the attention branch's.
+``planes.py``      the shared geometry: every input is zero-padded and split into stride
+                   phases ("phase planes") and every output is computed on a "grid" with the
+                   planes' row pitch, so that each kernel tap reads ONE contiguous run for a
+                   whole block of rows, for every stride and dilation, with no bounds tests.
+``blas.py``        CBLAS ``?gemm`` found in NumPy's OpenBLAS (ctypes; ``np.dot`` is the
+                   fallback) and BLAS held to one thread while Numba's threads run.
+``gemm.py``        dense and grouped convolution (C_in/groups > 1): im2col blocks in
+                   per-thread scratch that stays in cache, one gemm per work unit.
+``depthwise.py``   depthwise convolution (C_in/groups = 1, any channel multiplier): direct
+                   loops over tap runs (a gemm's inner dimension would be only kh*kw), the
+                   padding fused into each work unit, dx and dW in one fused backward pass.
+``reductions.py``  kernel aggregation (row mixes, row inner products) and the per-plane sums
+                   of the bias gradient and the global average pool, parallel over rows.
+``attention.py``   the attention branch as one jitted call per pass (tiny arrays: the
+                   composition's cost would be interpreter work).
+
+Every ``prange`` runs over work units that own what they write (no two write the same
+element), with per-thread scratch indexed by ``numba.get_thread_id()``. Kernels compile on
+first use; ``cache=True`` keeps the machine code on disk for the next process.
+"""
+import numpy as np
+
+from ..geometry import conv_output_shape
+from . import depthwise, gemm
+from .attention import attention_backward, attention_forward  # noqa: F401 (contract)
+from .blas import ensure_available  # noqa: F401 (contract)
+from .reductions import (add_spatial_mean_grad, aggregate_backward,  # noqa: F401 (contract)
+                         aggregate_forward, spatial_mean, spatial_sums)
+
+NAME = "numba"
+
+
+def conv2d_forward(x, w, b, stride, padding, dilation, groups):
+    """y (N, C_out, H_out, W_out) = per-sample (or shared) convolution of x with w, plus b."""
+    n, c_out, out_h, out_w = conv_output_shape(x.shape, w.shape, stride, padding, dilation)
+    nw, c_group = w.shape[0], w.shape[2]
+    stride, padding, dilation = tuple(stride), tuple(padding), tuple(dilation)
+    y = np.empty((n, c_out, out_h, out_w), dtype=x.dtype)
+    b = np.zeros((nw, c_out), x.dtype) if b is None else b
+    if c_group == 1:
+        depthwise.conv_forward(x, w, b, y, stride, padding, dilation)
+    else:
+        gemm.conv_forward(x, w, b, y, stride, padding, dilation, groups)
+    return y
+
+
+def conv2d_backward(dy, x, w, stride, padding, dilation, groups, has_bias):
+    """(dx, dw, db) of ``conv2d_forward``; dw has w's shape, db is (Nw, C_out) or None."""
+    n, nw, c_group = dy.shape[0], w.shape[0], w.shape[2]
+    stride, padding, dilation = tuple(stride), tuple(padding), tuple(dilation)
+    shared = nw == 1 and n != 1
+    db = None
+    if has_bias:
+        db = spatial_sums(dy)
+        db = db.sum(axis=0, keepdims=True) if shared else db
+    dx = np.empty_like(x)
+    if c_group == 1:
+        dw = depthwise.conv_backward(dy, x, w, dx, stride, padding, dilation)
+    else:
+        dw = gemm.conv_backward(dy, x, w, dx, stride, padding, dilation, groups)
+    dw = dw.sum(axis=0, keepdims=True) if shared else dw  # partial sums along axis 0
+    return dx, dw.reshape(w.shape), db
