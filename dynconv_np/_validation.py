@@ -1,8 +1,14 @@
-"""Argument checks used at the public boundary (functional front-ends and layer constructors).
+"""Argument checks, used only at the public boundary.
 
-Every check raises ``TypeError`` (wrong kind) or ``ValueError`` (wrong value or shape) with a
-message that names the argument, what was expected and what was received. Kernels and backends
-trust their inputs; nothing below them validates again.
+Every public function (each functional ``*_forward`` and ``*_backward``, every layer method)
+checks its own arguments with these helpers, once, and then calls a private implementation that
+trusts them; compositions call the private implementations. Every check raises ``TypeError``
+(wrong kind) or ``ValueError`` (wrong value or shape) with a message that names the argument,
+what was expected and what was received.
+
+Backward passes check their upstream gradients against the forward's outputs: a public forward
+records, in its cache, the stage's name and the shape and dtype of each output
+(``stage_cache``), and its backward calls ``check_upstream`` before doing any work.
 """
 import numbers
 
@@ -38,6 +44,17 @@ def check_float_array(a, name, ndim=None, finite=True):
     if finite and is_host_array(a):
         check_finite(a, name)
     return a
+
+
+def check_float_dtype(dtype, name="dtype"):
+    """A dtype argument -> np.dtype float32 or float64, else TypeError (``"flaot32"`` too)."""
+    try:
+        resolved = np.dtype(dtype)
+    except (TypeError, ValueError):
+        resolved = None
+    if resolved not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64; received {dtype!r}")
+    return resolved
 
 
 def check_finite(a, name):
@@ -87,12 +104,31 @@ def check_positive_int(value, name):
     return int(value)
 
 
-def check_temperature(tau):
-    """tau must be a finite real number > 0 (the softmax temperature)."""
+def check_real(value, name, low, high=np.inf, low_open=False, high_open=False):
+    """A finite real number in the interval given (ends open or closed); else TypeError or
+    ValueError naming ``name`` and the interval."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number; received {type(value).__name__}")
+    below = value <= low if low_open else value < low
+    above = value >= high if high_open else value > high
+    if not np.isfinite(value) or below or above:
+        closing = ")" if high_open or high == np.inf else "]"
+        interval = f"{'(' if low_open else '['}{low}, {high}{closing}"
+        raise ValueError(f"{name} must be finite and in {interval}; received {value!r}")
+    return float(value)
+
+
+def check_temperature(tau, dtype=None):
+    """tau must be a finite real number > 0 (the softmax temperature) and, for a computation in
+    ``dtype``, at least that dtype's smallest normal number (so that 1 / tau is finite)."""
     if isinstance(tau, bool) or not isinstance(tau, numbers.Real):
         raise TypeError(f"temperature (tau) must be a real number; received {type(tau).__name__}")
     if not np.isfinite(tau) or tau <= 0:
         raise ValueError(f"temperature (tau) must be finite and > 0; received {tau!r}")
+    if dtype is not None and tau < np.finfo(dtype).tiny:
+        raise ValueError(f"temperature (tau) = {tau!r} is below the smallest normal "
+                         f"{np.dtype(dtype)} ({np.finfo(dtype).tiny:.3g}); the usable range is "
+                         f"[{np.finfo(dtype).tiny:.3g}, inf)")
     return float(tau)
 
 
@@ -100,3 +136,74 @@ def _is_int(value):
     # type(...) is int first: the ABC check alone costs microseconds per call
     return type(value) is int or (isinstance(value, numbers.Integral)
                                   and not isinstance(value, bool))
+
+
+def check_finite_via(a, name, reduced, reduction):
+    """The NaN/inf screen of large activations: ValueError unless ``a`` (N, C, H, W) is finite,
+    judged by ``reduced`` (N, C), its per-plane mean or sum, which the computation makes anyway.
+
+    A NaN or inf anywhere in a plane makes that plane's mean or sum NaN or inf, so only a
+    non-finite ``reduced`` costs an element-wise search of ``a`` (which names the first bad
+    element). A finite plane whose sum overflows is rejected too: its result would be inf.
+    Device arrays are judged by ``reduced`` alone.
+    """
+    if np.isfinite(reduced).all():
+        return
+    if is_host_array(a):
+        check_finite(a, name)  # raises, naming the first NaN/inf, if there is one
+    n, c = np.argwhere(~np.isfinite(reduced))[0]
+    raise ValueError(f"{name} must be finite; the {reduction} of {name}[{n}, {c}] over (H, W) is "
+                     f"{float(reduced[n, c])} (a NaN or inf in that plane, or values whose sum "
+                     f"overflows {np.dtype(a.dtype)})")
+
+
+def stage_cache(stage, cache, *outputs):
+    """Mark ``cache`` as the cache of public ``stage``'s forward, with its outputs' shapes and
+    dtypes (None for an output the call did not produce), for ``check_upstream``."""
+    cache["stage"] = stage
+    cache["outputs"] = tuple(None if out is None else (tuple(out.shape), np.dtype(out.dtype))
+                             for out in outputs)
+    return cache
+
+
+def check_upstream(cache, stage, finite=True, **grads):
+    """A public backward's arguments: ``cache`` must come from ``stage``'s forward, and each
+    upstream gradient (in the order of the forward's outputs) must be an array of that output's
+    shape and dtype, finite unless ``finite=False`` (a caller that screens it itself), or None
+    where the forward produced no such output. Returns the gradients, C-contiguous."""
+    if not isinstance(cache, dict) or cache.get("stage") != stage:
+        received = cache.get("stage") if isinstance(cache, dict) else type(cache).__name__
+        raise TypeError(f"cache must be the cache returned by {stage}_forward; received "
+                        f"{received!r}")
+    checked = []
+    for (name, grad), spec in zip(grads.items(), cache["outputs"]):
+        if spec is None:
+            if grad is not None:
+                raise ValueError(f"{name} must be None: the forward pass produced no such output "
+                                 f"(received shape {getattr(grad, 'shape', type(grad).__name__)})")
+            checked.append(None)
+            continue
+        shape, dtype = spec
+        if grad is None:
+            raise ValueError(f"{name} must be an array of shape {shape} (the forward output's); "
+                             "received None")
+        check_float_array(grad, name, finite=False)
+        if tuple(grad.shape) != shape:
+            raise ValueError(f"{name} must have the shape of the forward output {shape}; "
+                             f"received {tuple(grad.shape)}")
+        if np.dtype(grad.dtype) != dtype:
+            raise TypeError(f"{name} must have the dtype of the forward output ({dtype}); "
+                            f"received {np.dtype(grad.dtype)}")
+        if finite and is_host_array(grad):
+            check_finite(grad, name)
+        checked.append(contiguous(grad))
+    return checked[0] if len(checked) == 1 else tuple(checked)
+
+
+def contiguous(a):
+    """A C-contiguous, writeable host array, copied only when ``a`` is not one already (a
+    read-only input, e.g. from ``np.load(..., mmap_mode="r")``, is copied: Numba kernels are
+    compiled for writeable arrays); device arrays as they are."""
+    if is_host_array(a) and not (a.flags.c_contiguous and a.flags.writeable):
+        return np.array(a, order="C")
+    return a

@@ -198,6 +198,7 @@ class _LayerProblem:
     def analytical(self, rng):
         for _, _, grad in self.parameters:
             grad[...] = 0
+        self._forget_calls()
         out = self.layer.forward(self.x)
         self.upstream = rng.standard_normal(out.shape)
         self.loss_scale = float(np.sum(np.abs(out * self.upstream)))
@@ -207,7 +208,14 @@ class _LayerProblem:
         return grads
 
     def loss(self):
-        return np.sum(self.layer.forward(self.x) * self.upstream)
+        value = np.sum(self.layer.forward(self.x) * self.upstream)
+        self._forget_calls()  # the probes' forwards are never backpropagated
+        return value
+
+    def _forget_calls(self):
+        clear = getattr(self.layer, "clear_calls", None)  # dynconv_np modules keep per-call caches
+        if clear is not None:
+            clear()
 
 
 def _parameters(layer):

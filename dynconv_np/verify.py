@@ -7,6 +7,7 @@ the backend's forward output with the NumPy reference. Prints one table and exit
 row fails.
 """
 import argparse
+import itertools
 import os
 import time
 
@@ -124,9 +125,9 @@ def _max_difference(a, b):
 
 
 def _default_backends():
-    """numpy and numba, plus cuda when a real GPU is usable (the simulator runs one Python
+    """The host backends, plus cuda when a real GPU is usable (the simulator runs one Python
     thread per CUDA thread: ask for it explicitly with --backends cuda)."""
-    backends = ["numpy", "numba"]
+    backends = ["numpy", "loops", "numba"]
     try:
         from numba import cuda
         if cuda.is_available() and not getattr(cuda, "simulator_enabled", False) \
@@ -143,7 +144,8 @@ def _default_backends():
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m dynconv_np verify", description=__doc__)
     parser.add_argument("--backends", nargs="+", default=None, choices=available_backends(),
-                        help="backends to check (default: numpy, numba, and cuda when usable)")
+                        help="backends to check (default: numpy, loops, numba, and cuda when "
+                             "usable)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     backends = args.backends or _default_backends()
@@ -154,17 +156,18 @@ def main(argv=None):
           "an element passes when |num - ana| <= 1e-7 + 1e-5 |num|.\n")
     print(header)
     print("-" * len(header))
-    failures, start = 0, time.perf_counter()
-    rows = [("host", row) for row in _host_rows(rng)]
-    rows += [(b, row) for b in backends for row in _rows_for_backend(b, rng)]
-    for backend, (op, config, report, difference) in rows:
+    failures, count, start = 0, 0, time.perf_counter()
+    rows = itertools.chain((("host", row) for row in _host_rows(rng)),
+                           ((b, row) for b in backends for row in _rows_for_backend(b, rng)))
+    for backend, (op, config, report, difference) in rows:  # printed as each row finishes
         failures += not report.passed
+        count += 1
         diff = "-" if difference is None else f"{difference:.2e}"
         print(f"{op:<24}{backend:<9}{config:<22}{report.max_abs_error():>12.2e}"
               f"{max(r.max_rel_error for r in report.results):>12.2e}{diff:>15}  "
-              f"{'ok' if report.passed else 'FAILED'}")
+              f"{'ok' if report.passed else 'FAILED'}", flush=True)
         if not report.passed:
             print(report)
-    print(f"\n{len(rows) - failures} passed, {failures} failed "
+    print(f"\n{count - failures} passed, {failures} failed "
           f"({time.perf_counter() - start:.1f} s, backends: {', '.join(backends)})")
     return 1 if failures else 0

@@ -1,43 +1,28 @@
-"""Convolution backends: the only place where convolution loops live.
+"""Backends: the only place where loops live.
 
-Every backend is a module with a ``NAME`` and these four functions, all taking
-arrays that the functional front-end has already validated (C-contiguous, one
-floating dtype, consistent shapes) and tuples ``stride``, ``padding``,
-``dilation`` of two ints:
+    numpy   reference.py    NumPy, vectorised (im2col + matmul): the judge of the others
+    loops   loops.py        plain Numba prange loops, one per formula: read this one to learn
+    numba   numba_fast/     the tuned Numba engine (the default): read this one to tune
+    cuda    cuda.py         Numba CUDA kernels (cuda_kernels.py), naive and tiled
 
-``conv2d_forward(x, w, b, stride, padding, dilation, groups) -> y``
-    x (N, C_in, H, W); w (Nw, C_out, C_in/groups, kh, kw) with Nw = N (one kernel
-    per sample: dynamic convolution) or Nw = 1 (one kernel for the batch: static
-    convolution); b (Nw, C_out) or None. Returns y (N, C_out, H_out, W_out).
-
-``conv2d_backward(dy, x, w, stride, padding, dilation, groups, has_bias) -> (dx, dw, db)``
-    dx like x; dw like w (summed over the batch when Nw = 1); db (Nw, C_out) or None.
-
-``aggregate_forward(pi, weight, bias) -> (w_n, b_n)`` and
-``aggregate_backward(dw_n, db_n, pi, weight, bias) -> (dpi, dweight, dbias)``
-    kernel aggregation W_n = sum_k pi[n, k] weight[k] (and the same for biases).
-    ``pi`` and ``dpi`` are host NumPy arrays (the attention branch is tiny and
-    runs on the host); the other arrays live where the backend keeps them.
-
-``spatial_mean(x) -> pooled`` and ``add_spatial_mean_grad(dx, dpooled)``
-    the attention branch's global average pool: pooled (N, C) = mean of x over
-    (H, W), returned as a host NumPy array; and its backward, added in place
-    into a gradient ``dx`` that the backend itself allocated:
-    dx[n, c, :, :] += dpooled[n, c] / (H * W).
-
-Optional: ``attention_forward(pooled, w1, b1, w2, b2, tau) -> (pi, hidden)`` and
-``attention_backward(dpi, pi, hidden, pooled, w1, w2, tau) -> (dpooled, dw1, db1, dw2, db2)``,
-the attention branch as one call on host arrays (``numba``: ``cpu_attention.py``). Without
-them, ``functional/attention.py`` composes the branch from its stages, which is the reference.
-
-Outputs have the inputs' dtype. The ``numpy`` backend (``reference.py``) is the
-judge; ``numba`` (``cpu.py``) and ``cuda`` (``cuda.py``) must agree with it.
+Every backend implements one contract, written as code in ``contract.py`` (the required and
+optional functions, their shapes) and tested over every backend in
+``tests/backends/test_contract.py``. Where an array lives (host or GPU) is handled here, in one
+place: ``check_placement``, ``to_device``, ``to_host``, ``add_into``.
 """
 import importlib
 
+import numpy as np
+
+from .contract import OPTIONAL_FUNCTIONS, REQUIRED_FUNCTIONS, Backend  # noqa: F401 (re-export)
+from .._validation import is_device_array
+
 DEFAULT_BACKEND = "numba"
 
-_MODULES = {"numpy": "reference", "numba": "cpu", "cuda": "cuda"}
+_MODULES = {"numpy": "reference", "loops": "loops", "numba": "numba_fast", "cuda": "cuda"}
+_DEVICE_BACKENDS = frozenset({"cuda"})  # backends whose arrays may live in GPU memory
+
+_LOADED = {}  # name -> module, once it imported and passed its availability check
 
 
 def available_backends():
@@ -45,11 +30,8 @@ def available_backends():
     return tuple(_MODULES)
 
 
-_LOADED = {}  # name -> module, once it imported and passed its availability check
-
-
 def get_backend(name):
-    """The backend module called ``name`` ("numpy", "numba" or "cuda"), imported on first use.
+    """The backend module called ``name`` (see ``available_backends()``), imported on first use.
 
     Called several times per layer pass: after the first successful call it is one lookup.
     """
@@ -64,3 +46,38 @@ def get_backend(name):
         check()
     _LOADED[name] = module
     return module
+
+
+def runs_on_device(module):
+    """True for a backend that computes in GPU memory (its arrays may be device arrays)."""
+    return module.NAME in _DEVICE_BACKENDS
+
+
+def check_placement(module, **arrays):
+    """A host backend cannot read GPU memory: TypeError naming the first device array given to
+    one (None entries are skipped)."""
+    if runs_on_device(module):
+        return
+    for name, a in arrays.items():
+        if a is not None and is_device_array(a):
+            raise TypeError(f"{name} is a CUDA device array, but backend {module.NAME!r} runs on "
+                            "the host; use backend='cuda' or copy it to the host first")
+
+
+def to_device(a, backend):
+    """``a`` where ``backend`` keeps its arrays: GPU memory for "cuda", unchanged for the rest."""
+    module = get_backend(backend)
+    return module.to_device(a) if runs_on_device(module) else a
+
+
+def to_host(a):
+    """``a`` as a NumPy array (a device array is copied back; a host array is returned)."""
+    return a if a is None or isinstance(a, np.ndarray) else get_backend("cuda").to_host(a)
+
+
+def add_into(dst, src):
+    """In place, wherever ``dst`` lives: dst += src (gradient accumulation)."""
+    if is_device_array(dst):
+        get_backend("cuda").add_into(dst, src)
+    else:
+        dst += src

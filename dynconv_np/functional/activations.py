@@ -15,58 +15,107 @@ negative side so that no exponent overflows.
 """
 import numpy as np
 
+from .._validation import check_float_array, check_upstream, stage_cache
+
 
 def relu_forward(x):
     """y = max(x, 0) -> (y, cache)."""
-    return np.maximum(x, 0), {"mask": x > 0}
+    return _checked_forward("relu", _relu_forward, x)
 
 
 def relu_backward(dy, cache):
     """dx = dy where x > 0, else 0."""
-    return np.where(cache["mask"], dy, 0).astype(dy.dtype, copy=False)
+    return _relu_backward(check_upstream(cache, "relu", dy=dy), cache)
 
 
 def relu6_forward(x):
     """y = min(max(x, 0), 6) -> (y, cache)."""
-    return np.clip(x, 0, 6), {"mask": (x > 0) & (x < 6)}
+    return _checked_forward("relu6", _relu6_forward, x)
 
 
 def relu6_backward(dy, cache):
     """dx = dy where 0 < x < 6, else 0."""
-    return np.where(cache["mask"], dy, 0).astype(dy.dtype, copy=False)
+    return _relu6_backward(check_upstream(cache, "relu6", dy=dy), cache)
 
 
 def hardsigmoid_forward(x):
     """y = relu6(x + 3) / 6 -> (y, cache)."""
-    return np.clip(x + 3, 0, 6) / 6, {"mask": (x > -3) & (x < 3)}
+    return _checked_forward("hardsigmoid", _hardsigmoid_forward, x)
 
 
 def hardsigmoid_backward(dy, cache):
     """dx = dy / 6 where -3 < x < 3, else 0."""
-    return np.where(cache["mask"], dy / 6, 0).astype(dy.dtype, copy=False)
+    return _hardsigmoid_backward(check_upstream(cache, "hardsigmoid", dy=dy), cache)
 
 
 def hardswish_forward(x):
     """y = x relu6(x + 3) / 6 -> (y, cache)."""
-    gate, gate_cache = hardsigmoid_forward(x)
-    return x * gate, {"x": x, "gate": gate, "mask": gate_cache["mask"]}
+    return _checked_forward("hardswish", _hardswish_forward, x)
 
 
 def hardswish_backward(dy, cache):
     """dx = dy (hardsigmoid(x) + x [-3 < x < 3] / 6)."""
+    return _hardswish_backward(check_upstream(cache, "hardswish", dy=dy), cache)
+
+
+def sigmoid_forward(x):
+    """y = 1 / (1 + exp(-x)), computed without overflow -> (y, cache)."""
+    return _checked_forward("sigmoid", _sigmoid_forward, x)
+
+
+def sigmoid_backward(dy, cache):
+    """dx = dy y (1 - y)."""
+    return _sigmoid_backward(check_upstream(cache, "sigmoid", dy=dy), cache)
+
+
+def _checked_forward(stage, forward, x):
+    check_float_array(x, "x")
+    y, cache = forward(x)
+    return y, stage_cache(stage, cache, y)
+
+
+# -- the unchecked implementations (compositions and layers call these) --------------------
+def _relu_forward(x):
+    return np.maximum(x, 0), {"mask": x > 0}
+
+
+def _relu_backward(dy, cache):
+    return np.where(cache["mask"], dy, 0).astype(dy.dtype, copy=False)
+
+
+def _relu6_forward(x):
+    return np.clip(x, 0, 6), {"mask": (x > 0) & (x < 6)}
+
+
+def _relu6_backward(dy, cache):
+    return np.where(cache["mask"], dy, 0).astype(dy.dtype, copy=False)
+
+
+def _hardsigmoid_forward(x):
+    return np.clip(x + 3, 0, 6) / 6, {"mask": (x > -3) & (x < 3)}
+
+
+def _hardsigmoid_backward(dy, cache):
+    return np.where(cache["mask"], dy / 6, 0).astype(dy.dtype, copy=False)
+
+
+def _hardswish_forward(x):
+    gate, gate_cache = _hardsigmoid_forward(x)
+    return x * gate, {"x": x, "gate": gate, "mask": gate_cache["mask"]}
+
+
+def _hardswish_backward(dy, cache):
     x, gate = cache["x"], cache["gate"]
     slope = gate + np.where(cache["mask"], x / 6, 0).astype(x.dtype, copy=False)
     return dy * slope
 
 
-def sigmoid_forward(x):
-    """y = 1 / (1 + exp(-x)), computed without overflow -> (y, cache)."""
+def _sigmoid_forward(x):
     e = np.exp(-np.abs(x))
     y = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
-    return y, {"y": y}
+    return y, {"y": y.copy()}  # the caller may modify y; backward reads its own copy
 
 
-def sigmoid_backward(dy, cache):
-    """dx = dy y (1 - y)."""
+def _sigmoid_backward(dy, cache):
     y = cache["y"]
     return dy * y * (1 - y)

@@ -20,7 +20,8 @@ Running statistics (PyTorch's momentum convention; the variance estimate is unbi
 """
 import numpy as np
 
-from .._validation import check_float_array, check_same_dtype, check_shape
+from .._validation import (check_float_array, check_real, check_same_dtype, check_shape,
+                           check_upstream, stage_cache)
 
 _AXES = (0, 2, 3)
 
@@ -30,13 +31,29 @@ def _per_channel(v):
     return v[None, :, None, None]
 
 
-def _check(x, weight, bias, **stats):
+def check_batchnorm_args(x, weight, bias, eps, **stats):
+    """x (N, C, H, W); weight, bias and any running statistics (C,), one dtype, finite;
+    eps a finite real >= 0; a running variance must be >= 0."""
     check_float_array(x, "x", ndim=4)
     channels = x.shape[1]
     for name, value in dict(weight=weight, bias=bias, **stats).items():
         check_float_array(value, name, ndim=1)
         check_shape(value, name, (channels,))
     check_same_dtype(x=x, weight=weight, bias=bias, **stats)
+    check_real(eps, "eps", low=0)
+    running_var = stats.get("running_var")
+    if running_var is not None and (running_var < 0).any():
+        index = int(np.argmax(running_var < 0))
+        raise ValueError(f"running_var must be >= 0 (a variance); received "
+                         f"{float(running_var[index])} at index {index}")
+
+
+def check_train_batch(x):
+    """Training mode estimates a variance: it needs N H W > 1 values per channel."""
+    if x.shape[0] * x.shape[2] * x.shape[3] < 2:
+        raise ValueError(f"batch normalisation in training mode needs more than one value per "
+                         f"channel (N H W > 1) to estimate a variance; received x shape "
+                         f"{tuple(x.shape)}")
 
 
 def batchnorm2d_train_forward(x, weight, bias, eps=1e-5):
@@ -45,12 +62,32 @@ def batchnorm2d_train_forward(x, weight, bias, eps=1e-5):
     x (N, C, H, W); weight (gamma), bias (beta): (C,). ``cache["mean"]`` and ``cache["var"]``
     are the batch mean and the biased batch variance (C,), ``cache["count"]`` is M = N H W.
     """
-    _check(x, weight, bias)
+    check_batchnorm_args(x, weight, bias, eps)
+    check_train_batch(x)
+    y, cache = _batchnorm2d_train_forward(x, weight, bias, eps)
+    return y, stage_cache("batchnorm2d_train", cache, y)
+
+
+def batchnorm2d_train_backward(dy, cache):
+    """(dx, dweight, dbias) of ``batchnorm2d_train_forward`` (compact formula above)."""
+    return _batchnorm2d_train_backward(check_upstream(cache, "batchnorm2d_train", dy=dy), cache)
+
+
+def batchnorm2d_eval_forward(x, weight, bias, running_mean, running_var, eps=1e-5):
+    """y = weight (x - running_mean) / sqrt(running_var + eps) + bias -> (y, cache)."""
+    check_batchnorm_args(x, weight, bias, eps, running_mean=running_mean,
+                         running_var=running_var)
+    y, cache = _batchnorm2d_eval_forward(x, weight, bias, running_mean, running_var, eps)
+    return y, stage_cache("batchnorm2d_eval", cache, y)
+
+
+def batchnorm2d_eval_backward(dy, cache):
+    """(dx, dweight, dbias) of ``batchnorm2d_eval_forward`` (the affine map's adjoint)."""
+    return _batchnorm2d_eval_backward(check_upstream(cache, "batchnorm2d_eval", dy=dy), cache)
+
+
+def _batchnorm2d_train_forward(x, weight, bias, eps):
     count = x.shape[0] * x.shape[2] * x.shape[3]
-    if count < 2:
-        raise ValueError(f"batch normalisation in training mode needs more than one value per "
-                         f"channel (N H W > 1) to estimate a variance; received x shape "
-                         f"{tuple(x.shape)}")
     mean = x.mean(axis=_AXES)
     centred = x - _per_channel(mean)
     var = np.mean(centred * centred, axis=_AXES)
@@ -61,8 +98,7 @@ def batchnorm2d_train_forward(x, weight, bias, eps=1e-5):
                "count": count}
 
 
-def batchnorm2d_train_backward(dy, cache):
-    """(dx, dweight, dbias) of ``batchnorm2d_train_forward`` (compact formula above)."""
+def _batchnorm2d_train_backward(dy, cache):
     xhat, inv_std, weight, count = cache["xhat"], cache["inv_std"], cache["weight"], cache["count"]
     dbias = dy.sum(axis=_AXES)
     dweight = np.sum(dy * xhat, axis=_AXES)
@@ -71,23 +107,21 @@ def batchnorm2d_train_backward(dy, cache):
     return dx, dweight, dbias
 
 
-def batchnorm2d_eval_forward(x, weight, bias, running_mean, running_var, eps=1e-5):
-    """y = weight (x - running_mean) / sqrt(running_var + eps) + bias -> (y, cache)."""
-    _check(x, weight, bias, running_mean=running_mean, running_var=running_var)
+def _batchnorm2d_eval_forward(x, weight, bias, running_mean, running_var, eps):
     inv_std = 1 / np.sqrt(running_var + x.dtype.type(eps))
     xhat = (x - _per_channel(running_mean)) * _per_channel(inv_std)
     y = _per_channel(weight) * xhat + _per_channel(bias)
     return y, {"xhat": xhat, "inv_std": inv_std, "weight": weight}
 
 
-def batchnorm2d_eval_backward(dy, cache):
-    """(dx, dweight, dbias) of ``batchnorm2d_eval_forward`` (the affine map's adjoint)."""
+def _batchnorm2d_eval_backward(dy, cache):
     dx = dy * _per_channel(cache["weight"] * cache["inv_std"])
     return dx, np.sum(dy * cache["xhat"], axis=_AXES), dy.sum(axis=_AXES)
 
 
 def running_stats_update(running_mean, running_var, batch_mean, batch_var, count, momentum):
     """(new_mean, new_var): the momentum update above; batch_var is biased, count = M > 1."""
+    check_real(momentum, "momentum", low=0, high=1)
     m = running_mean.dtype.type(momentum)
     unbiased = batch_var * running_var.dtype.type(count / (count - 1))
     return (1 - m) * running_mean + m * batch_mean, (1 - m) * running_var + m * unbiased

@@ -6,7 +6,8 @@
 """
 import numpy as np
 
-from .._validation import check_float_array, check_same_dtype, check_shape
+from .._validation import (check_float_array, check_same_dtype, check_shape, check_upstream,
+                           stage_cache)
 
 
 def channel_scale_forward(x, s):
@@ -15,10 +16,19 @@ def channel_scale_forward(x, s):
     check_float_array(s, "s", ndim=2)
     check_shape(s, "s", tuple(x.shape[:2]))
     check_same_dtype(x=x, s=s)
-    return x * s[:, :, None, None], {"x": x, "s": s}
+    y, cache = _channel_scale_forward(x, s)
+    return y, stage_cache("channel_scale", cache, y)
 
 
 def channel_scale_backward(dy, cache):
     """(dx, ds) of ``channel_scale_forward``."""
+    return _channel_scale_backward(check_upstream(cache, "channel_scale", dy=dy), cache)
+
+
+def _channel_scale_forward(x, s):
+    return x * s[:, :, None, None], {"x": x, "s": s}
+
+
+def _channel_scale_backward(dy, cache):
     x, s = cache["x"], cache["s"]
     return dy * s[:, :, None, None], np.sum(dy * x, axis=(2, 3))

@@ -18,16 +18,15 @@ Two entry points share one validation and one backend call:
   convolution: y[n] = conv(x[n], W_n) + b_n); gradients are per sample.
 * ``conv2d_forward`` - one kernel for the whole batch (ordinary convolution); the kernel
   gradient is summed over the batch.
-
-``check_finite=False`` skips the O(size) scans of x, the kernels and (in backward) dy for NaN and
-inf; shapes, dtypes and geometry are always checked. Layers pass it after checking their own
-input once, so a forward/backward pair scans each activation a single time.
 """
-import numpy as np
-
 from .._validation import (as_pair, check_float_array, check_positive_int, check_same_dtype,
-                           check_shape, is_host_array)
-from ..backends import DEFAULT_BACKEND, get_backend
+                           check_shape, check_upstream, contiguous, stage_cache)
+from ..backends import DEFAULT_BACKEND, check_placement, get_backend
+from ..backends.geometry import conv_output_shape
+
+# Largest output (elements) a convolution may ask for: a typo in stride/padding (padding=10**6)
+# must fail with a message, not by allocating terabytes.
+MAX_OUTPUT_ELEMENTS = 2 ** 34
 
 
 def conv_geometry(stride, padding, dilation, groups):
@@ -43,18 +42,18 @@ def check_conv_channels(in_channels, out_channels, groups):
             raise ValueError(f"groups={groups} must divide {name}; received {name}={count}")
 
 
-def _contiguous(a):
-    return np.ascontiguousarray(a) if is_host_array(a) else a
-
-
-def _prepare(x, weight, bias, stride, padding, dilation, groups, per_sample, check_finite):
-    """Validate a convolution call; return contiguous (x, w, b) with w (Nw, ...) and the geometry."""
-    stride, padding, dilation, groups = conv_geometry(stride, padding, dilation, groups)
+def check_conv_args(x, weight, bias, geometry, per_sample, finite=True):
+    """Validate a convolution's arrays against each other and the geometry: x (N, C_in, H, W),
+    weight ([N,] C_out, C_in/groups, kh, kw), bias ([N,] C_out) or None; one float dtype;
+    finite unless ``finite=False`` (a caller that screens x itself)."""
+    stride, padding, dilation, groups = geometry
     lead = 1 if per_sample else 0
-    check_float_array(x, "x", ndim=4, finite=check_finite)
-    check_float_array(weight, "weight", ndim=4 + lead, finite=check_finite)
+    check_float_array(x, "x", ndim=4, finite=finite)
+    check_float_array(weight, "weight", ndim=4 + lead)
     check_same_dtype(x=x, weight=weight, bias=bias)
     n, c_in, height, width = x.shape
+    if n == 0:
+        raise ValueError(f"x must hold at least one sample (N >= 1); received shape {tuple(x.shape)}")
     c_out, c_group, kh, kw = weight.shape[lead:]
     if per_sample and weight.shape[0] != n:
         raise ValueError(f"weight must hold one kernel per sample, shape (N={n}, C_out, "
@@ -70,70 +69,70 @@ def _prepare(x, weight, bias, stride, padding, dilation, groups, per_sample, che
             raise ValueError(f"kernel {axis} with dilation ({d} * ({k} - 1) + 1 = {d * (k - 1) + 1}) "
                              f"is larger than the padded input {axis} ({size} + 2 * {p} = "
                              f"{size + 2 * p})")
+    w_shape = weight.shape if per_sample else (1,) + tuple(weight.shape)
+    out_shape = conv_output_shape(x.shape, w_shape, stride, padding, dilation)
+    elements = out_shape[0] * out_shape[1] * out_shape[2] * out_shape[3]
+    if elements > MAX_OUTPUT_ELEMENTS:
+        raise ValueError(f"the output would have shape {out_shape} ({elements:.3g} elements); "
+                         f"check padding={padding} and stride={stride}")
     if bias is not None:
-        check_float_array(bias, "bias", ndim=1 + lead, finite=check_finite)
+        check_float_array(bias, "bias", ndim=1 + lead)
         check_shape(bias, "bias", (n, c_out) if per_sample else (c_out,))
-    w = weight if per_sample else weight[None]
-    b = None if bias is None else (bias if per_sample else bias[None])
-    return _contiguous(x), _contiguous(w), (None if b is None else _contiguous(b)), \
-        (stride, padding, dilation, groups)
-
-
-def _forward(x, weight, bias, stride, padding, dilation, groups, backend, per_sample,
-             check_finite):
-    x, w, b, geometry = _prepare(x, weight, bias, stride, padding, dilation, groups, per_sample,
-                                 check_finite)
-    module = get_backend(backend)
-    y = module.conv2d_forward(x, w, b, *geometry)
-    cache = {"x": x, "w": w, "has_bias": b is not None, "geometry": geometry,
-             "backend": module, "y_shape": tuple(y.shape), "per_sample": per_sample,
-             "check_finite": check_finite}
-    return y, cache
-
-
-def _backward(dy, cache):
-    if tuple(dy.shape) != cache["y_shape"]:
-        raise ValueError(f"dy must have the shape of the forward output {cache['y_shape']}; "
-                         f"received {tuple(dy.shape)}")
-    check_float_array(dy, "dy", finite=cache["check_finite"])
-    check_same_dtype(dy=dy, x=cache["x"])
-    dx, dw, db = cache["backend"].conv2d_backward(_contiguous(dy), cache["x"], cache["w"],
-                                                  *cache["geometry"], cache["has_bias"])
-    if not cache["per_sample"]:
-        dw = dw[0]
-        db = None if db is None else db[0]
-    return dx, dw, db
 
 
 def per_sample_conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
-                              backend=DEFAULT_BACKEND, check_finite=True):
+                              backend=DEFAULT_BACKEND):
     """y[n] = conv2d(x[n], weight[n]) + bias[n] -> (y, cache).
 
     x (N, C_in, H, W); weight (N, C_out, C_in/groups, kh, kw); bias (N, C_out) or None;
     stride, padding, dilation: int or pair; y (N, C_out, H_out, W_out) with
     H_out = floor((H + 2 p0 - d0 (kh - 1) - 1) / s0) + 1 (and likewise W_out).
     """
-    return _forward(x, weight, bias, stride, padding, dilation, groups, backend, True,
-                    check_finite)
+    return _checked_forward(x, weight, bias, stride, padding, dilation, groups, backend, True)
 
 
 def per_sample_conv2d_backward(dy, cache):
     """(dx, dweight (N, C_out, C_in/g, kh, kw), dbias (N, C_out) or None)."""
-    return _backward(dy, cache)
+    return _conv_backward(check_upstream(cache, "per_sample_conv2d", dy=dy), cache)
 
 
 def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
-                   backend=DEFAULT_BACKEND, check_finite=True):
+                   backend=DEFAULT_BACKEND):
     """y = conv2d(x, weight) + bias, one kernel for the batch -> (y, cache).
 
     weight (C_out, C_in/groups, kh, kw); bias (C_out,) or None; otherwise as
     ``per_sample_conv2d_forward``.
     """
-    return _forward(x, weight, bias, stride, padding, dilation, groups, backend, False,
-                    check_finite)
+    return _checked_forward(x, weight, bias, stride, padding, dilation, groups, backend, False)
 
 
 def conv2d_backward(dy, cache):
     """(dx, dweight (C_out, C_in/g, kh, kw) summed over the batch, dbias (C_out,) or None)."""
-    return _backward(dy, cache)
+    return _conv_backward(check_upstream(cache, "conv2d", dy=dy), cache)
 
+
+def _checked_forward(x, weight, bias, stride, padding, dilation, groups, backend, per_sample):
+    geometry = conv_geometry(stride, padding, dilation, groups)
+    check_conv_args(x, weight, bias, geometry, per_sample)
+    module = get_backend(backend)
+    check_placement(module, x=x, weight=weight, bias=bias)
+    y, cache = _conv_forward(x, weight, bias, geometry, module, per_sample)
+    return y, stage_cache("per_sample_conv2d" if per_sample else "conv2d", cache, y)
+
+
+def _conv_forward(x, weight, bias, geometry, module, per_sample):
+    """The unchecked convolution: the backend's kernels on (Nw, ...) kernels and biases."""
+    x, w = contiguous(x), contiguous(weight if per_sample else weight[None])
+    b = None if bias is None else contiguous(bias if per_sample else bias[None])
+    y = module.conv2d_forward(x, w, b, *geometry)
+    return y, {"x": x, "w": w, "has_bias": b is not None, "geometry": geometry,
+               "backend": module, "per_sample": per_sample}
+
+
+def _conv_backward(dy, cache):
+    dx, dw, db = cache["backend"].conv2d_backward(contiguous(dy), cache["x"], cache["w"],
+                                                  *cache["geometry"], cache["has_bias"])
+    if not cache["per_sample"]:
+        dw = dw[0]
+        db = None if db is None else db[0]
+    return dx, dw, db

@@ -12,7 +12,7 @@ import numbers
 
 import numpy as np
 
-from .._validation import check_float_array
+from .._validation import check_float_array, check_upstream, stage_cache
 
 
 def check_probability(p):
@@ -28,11 +28,22 @@ def dropout_forward(x, p, rng):
     """y = x * keep / (1 - p) with a fresh mask drawn from ``rng`` (a numpy Generator)."""
     check_float_array(x, "x")
     p = check_probability(p)
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator; received {type(rng).__name__}")
+    y, cache = _dropout_forward(x, p, rng)
+    return y, stage_cache("dropout", cache, y)
+
+
+def dropout_backward(dy, cache):
+    """dx = dy * keep / (1 - p), with the forward pass's mask."""
+    return _dropout_backward(check_upstream(cache, "dropout", dy=dy), cache)
+
+
+def _dropout_forward(x, p, rng):
     scale = 0.0 if p == 1 else 1 / (1 - p)
     mask = (rng.random(x.shape, dtype=x.dtype) >= p) * x.dtype.type(scale)
     return x * mask, {"mask": mask}
 
 
-def dropout_backward(dy, cache):
-    """dx = dy * keep / (1 - p), with the forward pass's mask."""
+def _dropout_backward(dy, cache):
     return dy * cache["mask"]

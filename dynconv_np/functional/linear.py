@@ -9,45 +9,72 @@ Per sample:  y[n] = W_n x[n] + b_n     W (N, out, in), b (N, out)
 """
 import numpy as np
 
-from .._validation import check_float_array, check_same_dtype, check_shape
+from .._validation import (check_float_array, check_same_dtype, check_shape, check_upstream,
+                           stage_cache)
 
 
-def linear_forward(x, weight, bias=None, check=True):
-    """y = x @ weight.T + bias; x (N, in), weight (out, in), bias (out,) or None -> (y, cache).
+def linear_forward(x, weight, bias=None):
+    """y = x @ weight.T + bias; x (N, in), weight (out, in), bias (out,) or None -> (y, cache)."""
+    check_linear_args(x, weight, bias)
+    y, cache = _linear_forward(x, weight, bias)
+    return y, stage_cache("linear", cache, y)
 
-    ``check=False`` skips the argument checks, for callers that made them already.
-    """
-    if check:
-        check_float_array(x, "x", ndim=2)
-        check_float_array(weight, "weight", ndim=2)
-        check_shape(x, "x", (None, weight.shape[1]))
-        if bias is not None:
-            check_float_array(bias, "bias", ndim=1)
-            check_shape(bias, "bias", (weight.shape[0],))
-        check_same_dtype(x=x, weight=weight, bias=bias)
+
+def linear_backward(dy, cache):
+    """(dx, dweight, dbias) for ``linear_forward``; dbias is None without a bias."""
+    return _linear_backward(check_upstream(cache, "linear", dy=dy), cache)
+
+
+def per_sample_linear_forward(x, weights, biases=None):
+    """y[n] = weights[n] @ x[n] + biases[n]; x (N, in), weights (N, out, in), biases (N, out)."""
+    check_float_array(x, "x", ndim=2)
+    check_float_array(weights, "weights", ndim=3)
+    check_shape(weights, "weights", (x.shape[0], None, x.shape[1]))
+    if biases is not None:
+        check_float_array(biases, "biases", ndim=2)
+        check_shape(biases, "biases", weights.shape[:2])
+    check_same_dtype(x=x, weights=weights, biases=biases)
+    y, cache = _per_sample_linear_forward(x, weights, biases)
+    return y, stage_cache("per_sample_linear", cache, y)
+
+
+def per_sample_linear_backward(dy, cache):
+    """(dx, dweights, dbiases) for ``per_sample_linear_forward``; dbiases None without biases."""
+    return _per_sample_linear_backward(check_upstream(cache, "per_sample_linear", dy=dy), cache)
+
+
+def check_linear_args(x, weight, bias, x_name="x", weight_name="weight", bias_name="bias"):
+    """x (N, in), weight (out, in), bias (out,) or None: finite, one float dtype."""
+    check_float_array(x, x_name, ndim=2)
+    check_float_array(weight, weight_name, ndim=2)
+    check_shape(x, x_name, (None, weight.shape[1]))
+    if bias is not None:
+        check_float_array(bias, bias_name, ndim=1)
+        check_shape(bias, bias_name, (weight.shape[0],))
+    check_same_dtype(**{x_name: x, weight_name: weight, bias_name: bias})
+
+
+def _linear_forward(x, weight, bias):
     y = x @ weight.T
     if bias is not None:
         y += bias
     return y, {"x": x, "weight": weight, "has_bias": bias is not None}
 
 
-def linear_backward(dy, cache):
-    """(dx, dweight, dbias) for ``linear_forward``; dbias is None without a bias."""
+def _linear_backward(dy, cache):
     x, weight = cache["x"], cache["weight"]
     dbias = dy.sum(axis=0) if cache["has_bias"] else None
     return dy @ weight, dy.T @ x, dbias
 
 
-def per_sample_linear_forward(x, weights, biases=None):
-    """y[n] = weights[n] @ x[n] + biases[n]; x (N, in), weights (N, out, in), biases (N, out)."""
+def _per_sample_linear_forward(x, weights, biases):
     y = np.einsum("noi,ni->no", weights, x)
     if biases is not None:
         y += biases
     return y, {"x": x, "weights": weights, "has_bias": biases is not None}
 
 
-def per_sample_linear_backward(dy, cache):
-    """(dx, dweights, dbiases) for ``per_sample_linear_forward``."""
+def _per_sample_linear_backward(dy, cache):
     x, weights = cache["x"], cache["weights"]
     dx = np.einsum("noi,no->ni", weights, dy)
     dweights = dy[:, :, None] * x[:, None, :]

@@ -19,7 +19,7 @@ im2col / col2im (the same tap loops the convolution uses), so pooling has no loo
 """
 import numpy as np
 
-from .._validation import as_pair, check_float_array
+from .._validation import as_pair, check_float_array, check_upstream, stage_cache
 from ..backends.geometry import conv_output_size
 from ..backends.reference import col2im, im2col
 
@@ -42,15 +42,19 @@ def pool2d_geometry(kernel_size, stride=None, padding=0):
     return kernel_size, stride, padding
 
 
-def _windows(x, kernel_size, stride, padding, pad_value):
-    """Validate x; return (taps (N, C, kh kw, H_out, W_out), out_h, out_w)."""
+def check_pool_input(x, kernel_size, padding):
+    """x (N, C, H, W), finite, and no larger window than the padded input."""
     check_float_array(x, "x", ndim=4)
-    n, c, height, width = x.shape
-    for axis, size, k, p in (("height", height, kernel_size[0], padding[0]),
-                             ("width", width, kernel_size[1], padding[1])):
+    for axis, size, k, p in (("height", x.shape[2], kernel_size[0], padding[0]),
+                             ("width", x.shape[3], kernel_size[1], padding[1])):
         if k > size + 2 * p:
             raise ValueError(f"kernel {axis} {k} is larger than the padded input {axis} "
                              f"({size} + 2 * {p} = {size + 2 * p}); x shape {tuple(x.shape)}")
+
+
+def _windows(x, kernel_size, stride, padding, pad_value):
+    """(taps (N, C, kh kw, H_out, W_out), out_h, out_w) of a checked x."""
+    n, c, height, width = x.shape
     out_h, out_w = (conv_output_size(s, k, st, p, 1) for s, k, st, p in
                     zip((height, width), kernel_size, stride, padding))
     x_pad = np.pad(x, ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2),
@@ -69,6 +73,30 @@ def _scatter(dtaps, cache):
 def max_pool2d_forward(x, kernel_size, stride=None, padding=0):
     """y (N, C, H_out, W_out) = window maxima of x (N, C, H, W) -> (y, cache)."""
     kernel_size, stride, padding = pool2d_geometry(kernel_size, stride, padding)
+    check_pool_input(x, kernel_size, padding)
+    y, cache = _max_pool2d_forward(x, kernel_size, stride, padding)
+    return y, stage_cache("max_pool2d", cache, y)
+
+
+def max_pool2d_backward(dy, cache):
+    """dx: each dy[n, c, h, w] routed to its window's (first) argmax."""
+    return _max_pool2d_backward(check_upstream(cache, "max_pool2d", dy=dy), cache)
+
+
+def avg_pool2d_forward(x, kernel_size, stride=None, padding=0):
+    """y (N, C, H_out, W_out) = window means of zero-padded x (N, C, H, W) -> (y, cache)."""
+    kernel_size, stride, padding = pool2d_geometry(kernel_size, stride, padding)
+    check_pool_input(x, kernel_size, padding)
+    y, cache = _avg_pool2d_forward(x, kernel_size, stride, padding)
+    return y, stage_cache("avg_pool2d", cache, y)
+
+
+def avg_pool2d_backward(dy, cache):
+    """dx: dy[n, c, h, w] / (kh kw) added to every tap of its window."""
+    return _avg_pool2d_backward(check_upstream(cache, "avg_pool2d", dy=dy), cache)
+
+
+def _max_pool2d_forward(x, kernel_size, stride, padding):
     taps, out_h, out_w = _windows(x, kernel_size, stride, padding, -np.inf)
     argmax = taps.argmax(axis=2)
     y = np.take_along_axis(taps, argmax[:, :, None], axis=2)[:, :, 0]
@@ -76,23 +104,19 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0):
                "stride": stride, "padding": padding, "out_hw": (out_h, out_w)}
 
 
-def max_pool2d_backward(dy, cache):
-    """dx: each dy[n, c, h, w] routed to its window's (first) argmax."""
+def _max_pool2d_backward(dy, cache):
     taps = np.arange(cache["kernel_size"][0] * cache["kernel_size"][1])[:, None, None]
     hit = cache["argmax"][:, :, None] == taps
     return _scatter(np.where(hit, dy[:, :, None], 0).astype(dy.dtype, copy=False), cache)
 
 
-def avg_pool2d_forward(x, kernel_size, stride=None, padding=0):
-    """y (N, C, H_out, W_out) = window means of zero-padded x (N, C, H, W) -> (y, cache)."""
-    kernel_size, stride, padding = pool2d_geometry(kernel_size, stride, padding)
+def _avg_pool2d_forward(x, kernel_size, stride, padding):
     taps, out_h, out_w = _windows(x, kernel_size, stride, padding, 0)
     return taps.mean(axis=2), {"x_shape": tuple(x.shape), "kernel_size": kernel_size,
                                "stride": stride, "padding": padding, "out_hw": (out_h, out_w)}
 
 
-def avg_pool2d_backward(dy, cache):
-    """dx: dy[n, c, h, w] / (kh kw) added to every tap of its window."""
+def _avg_pool2d_backward(dy, cache):
     count = cache["kernel_size"][0] * cache["kernel_size"][1]
     dtaps = np.broadcast_to((dy / count)[:, :, None], dy.shape[:2] + (count,) + dy.shape[2:])
     return _scatter(dtaps, cache)

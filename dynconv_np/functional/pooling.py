@@ -8,23 +8,33 @@ in which case the backend computes the mean there.
 """
 import numpy as np
 
-from ..backends import get_backend, reference
+from .._validation import check_float_array, check_upstream, contiguous, stage_cache
+from ..backends import DEFAULT_BACKEND, check_placement, get_backend, reference
 
 
-def global_avg_pool_forward(x, backend="numpy"):
+def global_avg_pool_forward(x, backend=DEFAULT_BACKEND):
     """pooled (N, C) = mean of x (N, C, H, W) over (H, W) -> (pooled, cache)."""
+    check_float_array(x, "x", ndim=4)
     module = get_backend(backend)
+    check_placement(module, x=x)
+    pooled, cache = _global_avg_pool_forward(contiguous(x), module)
+    return pooled, stage_cache("global_avg_pool", cache, pooled)
+
+
+def global_avg_pool_backward(dpooled, cache):
+    """dx[n, c, :, :] = dpooled[n, c] / (H W), a new host array."""
+    dpooled = check_upstream(cache, "global_avg_pool", dpooled=dpooled)
+    dx = np.zeros(cache["x_shape"], dtype=dpooled.dtype)
+    reference.add_spatial_mean_grad(dx, dpooled)
+    return dx
+
+
+def _global_avg_pool_forward(x, module):
     return module.spatial_mean(x), {"x_shape": tuple(x.shape), "backend": module}
 
 
-def global_avg_pool_backward(dpooled, cache, dx=None):
-    """dx[n, c, :, :] = dpooled[n, c] / (H W).
-
-    If ``dx`` is given (a gradient the backend allocated, e.g. the convolution's dx), the pooling
-    gradient is added into it in place and it is returned; otherwise a new host array is made.
-    """
-    module = cache["backend"]
-    if dx is None:
-        dx, module = np.zeros(cache["x_shape"], dtype=dpooled.dtype), reference
-    module.add_spatial_mean_grad(dx, dpooled)
+def _add_global_avg_pool_grad(dx, dpooled, cache):
+    """In place: dx += the pooling gradient, for a dx that the pool's backend allocated (the
+    dynamic convolution adds the attention path's gradient into the convolution's dx)."""
+    cache["backend"].add_spatial_mean_grad(dx, dpooled)
     return dx

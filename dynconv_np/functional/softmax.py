@@ -2,10 +2,12 @@
 
     pi_k = exp(z_k / tau) / sum_j exp(z_j / tau)
 
-Stable form: subtract the row maximum of s = z / tau before exponentiating, so every exponent is
-<= 0 (no overflow) and the largest term is exactly 1 (the denominator is >= 1, no 0/0). This holds
-for any finite z and tau > 0: tau from 1e-3 to 1e4 and logits up to +-1e4 in float64 give
-s up to 1e7, whose exp after the shift is in [0, 1].
+Stable form: s = (z - max_j z_j) / tau, the same softmax, since the shift cancels in the ratio.
+Every exponent is <= 0 (no overflow) and the largest is exactly 0, so the denominator is >= 1
+(no 0/0). Shifting before dividing keeps it exact for any tau: a tiny tau sends the other
+exponents to -inf (weight 0), never an overflow to inf - inf. The only limit is the dtype's:
+tau must be at least its smallest normal number (float32: 1.2e-38), checked by
+``check_temperature(tau, dtype)``.
 
 Backward (the Jacobian of softmax is diag(pi) - pi pi^T, and ds/dz = 1/tau):
 
@@ -13,10 +15,10 @@ Backward (the Jacobian of softmax is diag(pi) - pi pi^T, and ds/dz = 1/tau):
 """
 import numpy as np
 
-from .._validation import check_float_array, check_temperature
+from .._validation import check_float_array, check_temperature, check_upstream, stage_cache
 
 
-def softmax_forward(z, tau=1.0, check=True):
+def softmax_forward(z, tau=1.0):
     """pi = softmax(z / tau) along the last axis.
 
     Parameters
@@ -28,20 +30,27 @@ def softmax_forward(z, tau=1.0, check=True):
     -------
     pi : ndarray like z, rows in [0, 1] summing to 1.
     cache : dict for ``softmax_backward``.
-
-    ``check=False`` skips the argument checks (tau must then be a float > 0 already).
     """
-    if check:
-        check_float_array(z, "z")
-        tau = check_temperature(tau)
-    s = z / z.dtype.type(tau)
-    e = np.exp(s - s.max(axis=-1, keepdims=True))
-    pi = e / e.sum(axis=-1, keepdims=True)
-    return pi, {"pi": pi, "tau": tau}
+    check_float_array(z, "z")
+    tau = check_temperature(tau, z.dtype)
+    pi, cache = _softmax_forward(z, tau)
+    return pi, stage_cache("softmax", cache, pi)
 
 
 def softmax_backward(dpi, cache):
     """dz = pi * (dpi - sum_k dpi_k pi_k) / tau, for dpi of pi's shape."""
+    dpi = check_upstream(cache, "softmax", dpi=dpi)
+    return _softmax_backward(dpi, cache)
+
+
+def _softmax_forward(z, tau):
+    s = (z - z.max(axis=-1, keepdims=True)) / z.dtype.type(tau)
+    e = np.exp(s)
+    pi = e / e.sum(axis=-1, keepdims=True)
+    return pi, {"pi": pi.copy(), "tau": tau}  # the caller may modify pi; backward reads a copy
+
+
+def _softmax_backward(dpi, cache):
     pi, tau = cache["pi"], cache["tau"]
     inner = np.sum(dpi * pi, axis=-1, keepdims=True)
     return pi * (dpi - inner) / pi.dtype.type(tau)

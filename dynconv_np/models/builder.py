@@ -10,7 +10,7 @@ built twice from the same seed is identical.
 """
 import numpy as np
 
-from .._validation import FLOAT_DTYPES, check_positive_int, check_temperature
+from .._validation import check_float_dtype, check_positive_int, check_temperature
 from ..backends import get_backend
 from ..nn import BatchNorm2d, Conv2d, DynamicConv2d, Linear
 from ..nn.init import make_rng
@@ -21,7 +21,7 @@ class LayerBuilder:
 
     dynamic: bool; num_kernels: K of every dynamic convolution (paper: 4); temperature: initial
     softmax temperature tau of every dynamic convolution (paper: 30, annealed to 1); backend:
-    "numba", "numpy" or "cuda"; dtype: float32 or float64; rng: None, a seed or a Generator.
+    a name from ``backends.available_backends()``; dtype: float32 or float64; rng: None, a seed or a Generator.
     """
 
     def __init__(self, dynamic, num_kernels, temperature, backend, dtype, rng):
@@ -32,9 +32,7 @@ class LayerBuilder:
         self.temperature = check_temperature(temperature)
         get_backend(backend)
         self.backend = backend
-        self.dtype = np.dtype(dtype)
-        if self.dtype not in FLOAT_DTYPES:
-            raise TypeError(f"dtype must be float32 or float64; received {self.dtype}")
+        self.dtype = check_float_dtype(dtype)
         self.rng = make_rng(rng)
 
     def conv(self, in_channels, out_channels, kernel_size, stride=1, groups=1, static=False):

@@ -17,6 +17,7 @@ from .mobilenetv2 import mobilenet_v2
 from .mobilenetv3 import mobilenet_v3_large, mobilenet_v3_small
 from .profile import profile
 from .resnet import resnet10, resnet18
+from ..backends import DEFAULT_BACKEND, available_backends
 
 MODELS = {
     "mobilenet_v2_1.0": functools.partial(mobilenet_v2, 1.0),
@@ -128,7 +129,8 @@ def main(argv=None):
     parser.add_argument("--num-kernels", type=int, default=4, help="K of the DY networks")
     parser.add_argument("--time", action="store_true",
                         help="also time one forward of each static and DY model on one image")
-    parser.add_argument("--backend", default="numba", help="backend for --time")
+    parser.add_argument("--backend", default=DEFAULT_BACKEND, choices=available_backends(),
+                        help="backend for --time (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs after the first")
     args = parser.parse_args(argv)
     if args.per_layer and args.model is None:

@@ -113,14 +113,15 @@ def _check_input_shape(input_shape):
 def _walk(layer, shape, prefix, costs):
     """Append the cost of every leaf below ``layer`` to ``costs``; return its output shape."""
     if isinstance(layer, Sequential):
-        for index, child in enumerate(layer.children()):
-            shape = _walk(child, shape, f"{prefix}{index}.", costs)
+        for child_name, child in layer.named_children():
+            shape = _walk(child, shape, f"{prefix}{child_name}.", costs)
         return shape
     name = prefix.rstrip(".") or "(model)"
     if isinstance(layer, Residual):
-        children = layer.children()
-        out = _walk(children[0], shape, f"{prefix}0.", costs)
-        skip = _walk(children[1], shape, f"{prefix}1.", costs) if len(children) > 1 else shape
+        children = dict(layer.named_children())
+        out = _walk(children["body"], shape, f"{prefix}body.", costs)
+        skip = (_walk(children["shortcut"], shape, f"{prefix}shortcut.", costs)
+                if "shortcut" in children else shape)
         if out != skip:
             raise ValueError(f"residual block {name}: body output {out} and shortcut output "
                              f"{skip} differ; they cannot be added")

@@ -18,12 +18,13 @@ differ only in the convolution class.
 import numpy as np
 
 from .builder import LayerBuilder
+from ..backends import DEFAULT_BACKEND
 from ..nn import GlobalAvgPool2d, ReLU, Sequential
 from .._validation import check_positive_int
 
 
 def small_cnn(image_shape=(1, 8, 8), num_classes=10, width=8, dynamic=False, num_kernels=4,
-              temperature=30.0, backend="numba", dtype=np.float32, rng=None):
+              temperature=30.0, backend=DEFAULT_BACKEND, dtype=np.float32, rng=None):
     """The small CNN above -> ``nn.Sequential`` mapping (N, C, H, W) to logits (N, num_classes).
 
     image_shape: (C, H, W); width: channels of the stem (w); dynamic: make every convolution but

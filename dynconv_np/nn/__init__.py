@@ -5,7 +5,7 @@ from .conv import Conv2d
 from .dropout import Dropout
 from .dynamic import DynamicConv2d, DynamicLinear
 from .linear import Linear
-from .module import Module
+from .module import Module, is_dynamic
 from .normalization import BatchNorm2d
 from .pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d
 from .se import SqueezeExcite, make_divisible
@@ -14,4 +14,4 @@ from .shape import Flatten
 __all__ = ["AvgPool2d", "BatchNorm2d", "Conv2d", "Dropout", "DynamicConv2d", "DynamicLinear",
            "Flatten", "GlobalAvgPool2d", "HardSigmoid", "HardSwish", "Linear", "MaxPool2d",
            "Module", "ReLU", "ReLU6", "Residual", "Sequential", "Sigmoid", "SqueezeExcite",
-           "make_divisible"]
+           "is_dynamic", "make_divisible"]

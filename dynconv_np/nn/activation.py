@@ -3,15 +3,15 @@
 Formulas and derivatives are in ``dynconv_np.functional.activations``. The layers have no
 parameters and accept float arrays of any shape; outputs keep the input's dtype.
 """
-from ._layer import Layer
+from .module import Module
 from .._validation import check_float_array
-from ..functional.activations import (hardsigmoid_backward, hardsigmoid_forward,
-                                      hardswish_backward, hardswish_forward, relu6_backward,
-                                      relu6_forward, relu_backward, relu_forward,
-                                      sigmoid_backward, sigmoid_forward)
+from ..functional.activations import (_hardsigmoid_backward, _hardsigmoid_forward,
+                                      _hardswish_backward, _hardswish_forward, _relu6_backward,
+                                      _relu6_forward, _relu_backward, _relu_forward,
+                                      _sigmoid_backward, _sigmoid_forward)
 
 
-class _Elementwise(Layer):
+class _Elementwise(Module):
     """y = f(x) element-wise; subclasses name the functional pair (``_forward``, ``_backward``)."""
 
     _forward = _backward = None
@@ -21,7 +21,7 @@ class _Elementwise(Layer):
         return self._remember(*type(self)._forward(x))
 
     def backward(self, dy):
-        return type(self)._backward(dy, self._recall(dy))
+        return type(self)._backward(*self._recall(dy))
 
     def __repr__(self):
         return f"{type(self).__name__}()"
@@ -29,24 +29,24 @@ class _Elementwise(Layer):
 
 class ReLU(_Elementwise):
     """y = max(x, 0)."""
-    _forward, _backward = relu_forward, relu_backward
+    _forward, _backward = _relu_forward, _relu_backward
 
 
 class ReLU6(_Elementwise):
     """y = min(max(x, 0), 6) (MobileNetV2)."""
-    _forward, _backward = relu6_forward, relu6_backward
+    _forward, _backward = _relu6_forward, _relu6_backward
 
 
 class HardSigmoid(_Elementwise):
     """y = relu6(x + 3) / 6 (MobileNetV3)."""
-    _forward, _backward = hardsigmoid_forward, hardsigmoid_backward
+    _forward, _backward = _hardsigmoid_forward, _hardsigmoid_backward
 
 
 class HardSwish(_Elementwise):
     """y = x relu6(x + 3) / 6 (MobileNetV3)."""
-    _forward, _backward = hardswish_forward, hardswish_backward
+    _forward, _backward = _hardswish_forward, _hardswish_backward
 
 
 class Sigmoid(_Elementwise):
     """y = 1 / (1 + exp(-x)) (the original squeeze-and-excitation gate)."""
-    _forward, _backward = sigmoid_forward, sigmoid_backward
+    _forward, _backward = _sigmoid_forward, _sigmoid_backward

@@ -6,7 +6,6 @@ Residual:    y = body(x) + s(x),           dx = body'^T dy + s'^T dy     (x fans
 """
 import numpy as np
 
-from ._layer import Layer
 from .module import Module
 from .._validation import check_float_array
 
@@ -17,16 +16,17 @@ def _check_module(value, name):
     return value
 
 
-class Sequential(Layer):
-    """Applies its layers in order; ``children()`` are the layers; indexable and sized."""
+class Sequential(Module):
+    """Applies its layers in order; its children are the layers, named by index ("0", "1",
+    ...); indexable and sized. A layer may appear more than once (it is then applied twice)."""
 
     def __init__(self, *layers):
         super().__init__()
         self.layers = [_check_module(layer, f"Sequential layer {index}")
                        for index, layer in enumerate(layers)]
 
-    def children(self):
-        return list(self.layers)
+    def named_children(self):
+        return [(str(index), layer) for index, layer in enumerate(self.layers)]
 
     def __getitem__(self, index):
         if isinstance(index, slice):
@@ -47,7 +47,7 @@ class Sequential(Layer):
         return self._remember(x, {})
 
     def backward(self, dy):
-        self._recall(dy)
+        dy, _ = self._recall(dy)
         for layer in reversed(self.layers):
             dy = layer.backward(dy)
         return dy
@@ -58,10 +58,10 @@ class Sequential(Layer):
         return f"Sequential({inner}\n)" if self.layers else "Sequential()"
 
 
-class Residual(Layer):
+class Residual(Module):
     """y = body(x) + shortcut(x), or body(x) + x when ``shortcut`` is None (identity).
 
-    ``children()`` is [body] or [body, shortcut]. The two branches' outputs must have one shape.
+    Children: "body" and, when given, "shortcut". The two branches' outputs must have one shape.
     """
 
     def __init__(self, body, shortcut=None):
@@ -69,8 +69,9 @@ class Residual(Layer):
         self.body = _check_module(body, "body")
         self.shortcut = None if shortcut is None else _check_module(shortcut, "shortcut")
 
-    def children(self):
-        return [self.body] if self.shortcut is None else [self.body, self.shortcut]
+    def named_children(self):
+        children = [("body", self.body)]
+        return children if self.shortcut is None else children + [("shortcut", self.shortcut)]
 
     def forward(self, x):
         check_float_array(x, "x")
@@ -83,7 +84,7 @@ class Residual(Layer):
         return self._remember(main + skip, {})
 
     def backward(self, dy):
-        self._recall(dy)
+        dy, _ = self._recall(dy)
         dx_body = self.body.backward(dy)
         dx_skip = dy if self.shortcut is None else self.shortcut.backward(dy)
         return np.add(dx_body, dx_skip)

@@ -7,14 +7,15 @@ which run on the same backends (numpy / numba / cuda) as the dynamic convolution
 """
 import numpy as np
 
-from ._layer import Layer, check_bias_flag, check_layer_input, layer_dtype
 from .init import make_rng, uniform_fan_in
+from .module import Module, check_bias_flag, check_layer_input, layer_dtype
 from .._validation import as_pair, check_positive_int
-from ..backends import DEFAULT_BACKEND, get_backend
-from ..functional.conv import check_conv_channels, conv2d_backward, conv2d_forward, conv_geometry
+from ..backends import DEFAULT_BACKEND, check_placement, get_backend
+from ..functional.conv import (_conv_backward, _conv_forward, check_conv_args,
+                               check_conv_channels, conv_geometry)
 
 
-class Conv2d(Layer):
+class Conv2d(Module):
     """2-D convolution with PyTorch's ``nn.Conv2d`` arguments and initialisation.
 
     ``params``: "weight" (C_out, C_in/groups, kh, kw) and, unless bias=False, "bias" (C_out,),
@@ -31,7 +32,7 @@ class Conv2d(Layer):
         self.stride, self.padding, self.dilation, self.groups = conv_geometry(
             stride, padding, dilation, groups)
         check_conv_channels(self.in_channels, self.out_channels, self.groups)
-        get_backend(backend)
+        self._backend = get_backend(backend)
         self.backend = backend
         self.dtype = layer_dtype(dtype)
         rng = make_rng(rng)
@@ -43,14 +44,16 @@ class Conv2d(Layer):
             self.add_param("bias", uniform_fan_in(rng, (self.out_channels,), fan_in, self.dtype))
 
     def forward(self, x):
-        check_layer_input(self, x, 4, self.in_channels)
-        y, cache = conv2d_forward(x, self.params["weight"], self.params.get("bias"), self.stride,
-                                  self.padding, self.dilation, self.groups, self.backend,
-                                  check_finite=False)  # check_layer_input scanned x; _recall, dy
+        x = check_layer_input(self, x, 4, self.in_channels, finite=False)  # checked below
+        weight, bias = self.params["weight"], self.params.get("bias")
+        geometry = (self.stride, self.padding, self.dilation, self.groups)
+        check_conv_args(x, weight, bias, geometry, per_sample=False)  # the weights' values too
+        check_placement(self._backend, x=x)
+        y, cache = _conv_forward(x, weight, bias, geometry, self._backend, per_sample=False)
         return self._remember(y, cache)
 
     def backward(self, dy):
-        dx, dweight, dbias = conv2d_backward(dy, self._recall(dy))
+        dx, dweight, dbias = _conv_backward(*self._recall(dy))
         self.accumulate_grad("weight", dweight)
         if dbias is not None:
             self.accumulate_grad("bias", dbias)

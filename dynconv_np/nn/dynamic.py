@@ -3,52 +3,69 @@
 Both keep K kernels (and biases) and an attention branch
     pi = softmax(FC2(relu(FC1(pool(x)))) / tau)
 and apply the per-sample kernel W(x) = sum_k pi_k(x) W_k. The math lives in
-``dynconv_np.functional``; these classes hold the parameters, the temperature and the cache.
+``dynconv_np.functional``; these classes hold the parameters, the temperature and the caches.
 
-Hidden width of the attention branch: ``max(C_in // reduction, min_hidden)``. The paper reduces
-channels by 4; ``min_hidden=4`` keeps the branch from collapsing to zero or one unit on
-narrow inputs (C_in = 3 for an RGB input layer would otherwise give 0).
+Hidden width of the attention branch, ``attention_hidden``:
+
+    hidden = given ``hidden``                              when ``hidden`` is set (exact width)
+    hidden = max(floor(C_in / reduction), min_hidden)      otherwise (reduction an int or float)
+
+The paper reduces channels by 4 (reduction=4); ``min_hidden=4`` keeps the branch from
+collapsing to zero or one unit on narrow inputs (C_in = 3 for an RGB input layer would otherwise
+give 0). ``attention_bias=False`` drops the first FC's bias (h = relu(pooled W1^T)), as ports
+whose first FC is a bias-free 1x1 convolution have it.
 """
+import math
+
 import numpy as np
 
-from ._layer import Layer, check_bias_flag, check_layer_input, layer_dtype
 from .init import make_rng, uniform_fan_in
-from .._validation import as_pair, check_positive_int, check_temperature
-from ..backends import DEFAULT_BACKEND, get_backend
+from .module import Module, check_bias_flag, check_layer_input, layer_dtype
+from .._validation import (as_pair, check_finite_via, check_positive_int, check_real,
+                           check_temperature)
+from ..backends import DEFAULT_BACKEND, check_placement, get_backend, to_device, to_host
 from ..functional.conv import check_conv_channels, conv_geometry
-from ..functional.dynamic_conv import dynamic_conv2d_backward, dynamic_conv2d_forward
-from ..functional.dynamic_linear import dynamic_linear_backward, dynamic_linear_forward
+from ..functional.dynamic_conv import (_dynamic_conv2d_forward, _screened_backward,
+                                       check_dynamic_conv_params)
+from ..functional.dynamic_linear import (_dynamic_linear_backward, _dynamic_linear_forward,
+                                         check_dynamic_linear_params)
 
 
-def attention_hidden(in_channels, reduction, min_hidden):
-    """Hidden width of the attention branch: max(in_channels // reduction, min_hidden)."""
-    return max(in_channels // reduction, min_hidden)
+def attention_hidden(in_channels, reduction=4, min_hidden=4, hidden=None):
+    """Hidden width of the attention branch (formula in the module docstring)."""
+    if hidden is not None:
+        return check_positive_int(hidden, "hidden")
+    reduction = check_real(reduction, "reduction", low=0, low_open=True)
+    return max(math.floor(in_channels / reduction), check_positive_int(min_hidden, "min_hidden"))
 
 
-class _DynamicBase(Layer):
+class _DynamicBase(Module):
     """Shared state of dynamic layers: K kernels, attention FCs, temperature, last attention."""
 
     def __init__(self, in_features, out_features, kernel_shape, fan_in, bias, num_kernels,
-                 reduction, min_hidden, temperature, dtype, rng):
+                 reduction, min_hidden, hidden, attention_bias, temperature, backend, dtype,
+                 rng):
         super().__init__()
         dtype = layer_dtype(dtype)
         bias = check_bias_flag(bias)
+        self._backend = get_backend(backend)
+        self.backend = backend
         self.num_kernels = check_positive_int(num_kernels, "num_kernels")
-        reduction = check_positive_int(reduction, "reduction")
-        self.hidden = attention_hidden(in_features, reduction,
-                                       check_positive_int(min_hidden, "min_hidden"))
-        self.temperature = temperature
+        self.hidden = attention_hidden(in_features, reduction, min_hidden, hidden)
+        attention_bias = check_bias_flag(attention_bias, "attention_bias")
         self.dtype = dtype
+        self.temperature = temperature
         rng = make_rng(rng)
         k = self.num_kernels
         self.add_param("weight", uniform_fan_in(rng, (k, out_features) + kernel_shape, fan_in, dtype))
         if bias:
             self.add_param("bias", uniform_fan_in(rng, (k, out_features), fan_in, dtype))
         self.add_param("fc1_weight", uniform_fan_in(rng, (self.hidden, in_features), in_features, dtype))
-        self.add_param("fc1_bias", uniform_fan_in(rng, (self.hidden,), in_features, dtype))
+        if attention_bias:
+            self.add_param("fc1_bias", uniform_fan_in(rng, (self.hidden,), in_features, dtype))
         self.add_param("fc2_weight", uniform_fan_in(rng, (k, self.hidden), self.hidden, dtype))
         self.add_param("fc2_bias", uniform_fan_in(rng, (k,), self.hidden, dtype))
-        self.attention = None
+        self._attention = None
 
     @property
     def temperature(self):
@@ -57,17 +74,28 @@ class _DynamicBase(Layer):
 
     @temperature.setter
     def temperature(self, value):
-        self._temperature = check_temperature(value)
+        self._temperature = check_temperature(value, self.dtype)
+
+    @property
+    def attention(self):
+        """pi (N, K) of the last forward, a copy (changing it changes nothing else)."""
+        return None if self._attention is None else self._attention.copy()
+
+    def state_scalars(self):
+        return {"temperature": self.temperature}
+
+    def load_state_scalar(self, name, value):
+        if name != "temperature":
+            raise KeyError(name)
+        self.temperature = value
 
     def _store(self, y, cache):
-        self.attention = cache["pi"]
+        self._attention = cache["pi"]
         return self._remember(y, cache)
 
-    def _backward_with(self, backward_fn, dy, scans_dy=False):
-        dx, grads = backward_fn(dy, self._recall(dy, finite=not scans_dy))
+    def _accumulate(self, grads):
         for name, grad in grads.items():
             self.accumulate_grad(name, grad)
-        return dx
 
 
 class DynamicConv2d(_DynamicBase):
@@ -75,41 +103,50 @@ class DynamicConv2d(_DynamicBase):
 
     Parameters (PyTorch ``nn.Conv2d`` names): in_channels, out_channels, kernel_size (int or
     pair), stride, padding, dilation (int or pair), groups, bias; num_kernels K (paper: 4);
-    reduction of the attention's first FC (paper: 4); temperature tau (paper: 30 annealed to 1);
-    backend "numba" (default), "numpy" (reference) or "cuda"; dtype float32/float64; rng (seed or
-    Generator).
+    the attention's hidden width from reduction (paper: 4) and min_hidden, or exactly
+    ``hidden``; attention_bias (the first FC's bias); temperature tau (paper: 30 annealed to 1);
+    backend "numba" (default), "loops", "numpy" (reference) or "cuda"; dtype float32/float64;
+    rng (seed or Generator).
 
     ``params``: "weight" (K, C_out, C_in/groups, kh, kw), "bias" (K, C_out) unless bias=False,
-    "fc1_weight" (hidden, C_in), "fc1_bias" (hidden,), "fc2_weight" (K, hidden), "fc2_bias" (K,).
-    ``attention`` is pi (N, K) of the last forward.
+    "fc1_weight" (hidden, C_in), "fc1_bias" (hidden,) unless attention_bias=False,
+    "fc2_weight" (K, hidden), "fc2_bias" (K,). ``attention`` is pi (N, K) of the last forward.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
                  groups=1, bias=True, num_kernels=4, reduction=4, temperature=30.0,
-                 backend=DEFAULT_BACKEND, dtype=np.float32, rng=None, min_hidden=4):
+                 backend=DEFAULT_BACKEND, dtype=np.float32, rng=None, min_hidden=4, hidden=None,
+                 attention_bias=True):
         in_channels = check_positive_int(in_channels, "in_channels")
         out_channels = check_positive_int(out_channels, "out_channels")
         kernel_size = as_pair(kernel_size, "kernel_size", 1)
         self.stride, self.padding, self.dilation, self.groups = conv_geometry(
             stride, padding, dilation, groups)
         check_conv_channels(in_channels, out_channels, self.groups)
-        get_backend(backend)
-        self.backend = backend
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
         c_group = in_channels // self.groups
         super().__init__(in_channels, out_channels, (c_group,) + kernel_size,
                          c_group * kernel_size[0] * kernel_size[1], bias, num_kernels, reduction,
-                         min_hidden, temperature, dtype, rng)
+                         min_hidden, hidden, attention_bias, temperature, backend, dtype, rng)
+
+    @property
+    def geometry(self):
+        """(stride, padding, dilation, groups), each pair a tuple of two ints."""
+        return self.stride, self.padding, self.dilation, self.groups
 
     def forward(self, x):
-        check_layer_input(self, x, 4, self.in_channels, finite=False)  # screened via the pool
-        y, cache = dynamic_conv2d_forward(x, self.params, self.temperature, self.stride,
-                                          self.padding, self.dilation, self.groups, self.backend)
+        x = check_layer_input(self, x, 4, self.in_channels, finite=False)  # screened below
+        check_dynamic_conv_params(self.params, x, self.geometry)
+        check_placement(self._backend, x=x)
+        y, cache = _dynamic_conv2d_forward(x, self.params, self.temperature, self.geometry,
+                                           self._backend)
+        check_finite_via(x, "x", cache["pooled"], "mean")
         return self._store(y, cache)
 
     def backward(self, dy):
-        # forward asked the functional pass to check its arrays: its backward scans dy
-        return self._backward_with(dynamic_conv2d_backward, dy, scans_dy=True)
+        dx, grads = _screened_backward(*self._recall(dy, finite=False))  # dy screened there
+        self._accumulate(grads)
+        return dx
 
     KERNEL_PARAMS = ("weight", "bias")
 
@@ -123,20 +160,19 @@ class DynamicConv2d(_DynamicBase):
         if self.backend != "cuda":
             raise ValueError(f"to_device needs backend='cuda'; this layer uses "
                              f"backend={self.backend!r}")
-        self._move_kernels(get_backend("cuda").to_device)
+        self._move_kernels(lambda a: to_device(a, self.backend))
         return self
 
     def to_host(self):
         """Bring kernels, biases and their gradients back as NumPy arrays."""
-        if self.backend == "cuda":
-            self._move_kernels(get_backend("cuda").to_host)
+        self._move_kernels(to_host)
         return self
 
     def _move_kernels(self, move):
         for name in self.KERNEL_PARAMS:
             if name in self.params:
-                self.params[name] = move(self.params[name])
                 self.grads[name] = move(self.grads[name])
+                self.params[name] = move(self.params[name])
 
     def __repr__(self):
         return (f"DynamicConv2d({self.in_channels}, {self.out_channels}, kernel_size="
@@ -151,24 +187,34 @@ class DynamicLinear(_DynamicBase):
 
     The attention is computed from x itself (no pooling). ``params``: "weight" (K, out, in),
     "bias" (K, out) unless bias=False, and the attention FCs as in ``DynamicConv2d``.
+    backend: a host backend ("numba" default, "loops", "numpy") for the attention branch and
+    the aggregation.
     """
 
     def __init__(self, in_features, out_features, bias=True, num_kernels=4, reduction=4,
-                 temperature=30.0, dtype=np.float32, rng=None, min_hidden=4):
+                 temperature=30.0, backend=DEFAULT_BACKEND, dtype=np.float32, rng=None,
+                 min_hidden=4, hidden=None, attention_bias=True):
         self.in_features = check_positive_int(in_features, "in_features")
         self.out_features = check_positive_int(out_features, "out_features")
+        if backend == "cuda":
+            raise ValueError("DynamicLinear runs on a host backend (numba, loops or numpy); "
+                             "received backend='cuda'")
         super().__init__(in_features, out_features, (in_features,), in_features, bias,
-                         num_kernels, reduction, min_hidden, temperature, dtype, rng)
+                         num_kernels, reduction, min_hidden, hidden, attention_bias, temperature,
+                         backend, dtype, rng)
 
     def forward(self, x):
-        check_layer_input(self, x, 2, self.in_features)
-        y, cache = dynamic_linear_forward(x, self.params, self.temperature)
+        x = check_layer_input(self, x, 2, self.in_features)
+        check_dynamic_linear_params(self.params, x)
+        y, cache = _dynamic_linear_forward(x, self.params, self.temperature, self._backend)
         return self._store(y, cache)
 
     def backward(self, dy):
-        return self._backward_with(dynamic_linear_backward, dy)
+        dx, grads = _dynamic_linear_backward(*self._recall(dy))
+        self._accumulate(grads)
+        return dx
 
     def __repr__(self):
         return (f"DynamicLinear({self.in_features}, {self.out_features}, bias="
                 f"{'bias' in self.params}, num_kernels={self.num_kernels}, "
-                f"temperature={self.temperature})")
+                f"temperature={self.temperature}, backend={self.backend!r})")

@@ -4,13 +4,13 @@ The math is ``dynconv_np.functional.linear.linear_forward/backward``.
 """
 import numpy as np
 
-from ._layer import Layer, check_bias_flag, check_layer_input, layer_dtype
 from .init import make_rng, uniform_fan_in
+from .module import Module, check_bias_flag, check_layer_input, layer_dtype
 from .._validation import check_positive_int
-from ..functional.linear import linear_backward, linear_forward
+from ..functional.linear import _linear_backward, _linear_forward, check_linear_args
 
 
-class Linear(Layer):
+class Linear(Module):
     """y = x W^T + b for x (N, in_features), as PyTorch's ``nn.Linear``.
 
     ``params``: "weight" (out_features, in_features) and, unless bias=False, "bias"
@@ -30,12 +30,14 @@ class Linear(Layer):
             self.add_param("bias", uniform_fan_in(rng, (self.out_features,), fan_in, self.dtype))
 
     def forward(self, x):
-        check_layer_input(self, x, 2, self.in_features)
-        y, cache = linear_forward(x, self.params["weight"], self.params.get("bias"))
+        x = check_layer_input(self, x, 2, self.in_features, finite=False)  # checked below
+        weight, bias = self.params["weight"], self.params.get("bias")
+        check_linear_args(x, weight, bias)
+        y, cache = _linear_forward(x, weight, bias)
         return self._remember(y, cache)
 
     def backward(self, dy):
-        dx, dweight, dbias = linear_backward(dy, self._recall(dy))
+        dx, dweight, dbias = _linear_backward(*self._recall(dy))
         self.accumulate_grad("weight", dweight)
         if dbias is not None:
             self.accumulate_grad("bias", dbias)

@@ -5,28 +5,17 @@ Training mode normalises with the batch's statistics and updates the running one
 normalises with the running statistics. The formulas and both backward passes are in
 ``dynconv_np.functional.batchnorm``.
 """
-import numbers
-
 import numpy as np
 
-from ._layer import Layer, check_layer_input, layer_dtype
-from .._validation import check_positive_int
-from ..functional.batchnorm import (batchnorm2d_eval_backward, batchnorm2d_eval_forward,
-                                    batchnorm2d_train_backward, batchnorm2d_train_forward,
+from .module import Module, check_layer_input, layer_dtype
+from .._validation import check_positive_int, check_real
+from ..functional.batchnorm import (_batchnorm2d_eval_backward, _batchnorm2d_eval_forward,
+                                    _batchnorm2d_train_backward, _batchnorm2d_train_forward,
+                                    check_batchnorm_args, check_train_batch,
                                     running_stats_update)
 
 
-def _check_real(value, name, low, high, low_open):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number; received {type(value).__name__}")
-    below = value <= low if low_open else value < low
-    if not np.isfinite(value) or below or value > high:
-        interval = f"{'(' if low_open else '['}{low}, {high}]"
-        raise ValueError(f"{name} must be in {interval}; received {value!r}")
-    return float(value)
-
-
-class BatchNorm2d(Layer):
+class BatchNorm2d(Module):
     """y = gamma (x - mean) / sqrt(var + eps) + beta per channel of x (N, C, H, W).
 
     ``params``: "weight" (gamma, ones) and "bias" (beta, zeros), both (C,).
@@ -37,8 +26,8 @@ class BatchNorm2d(Layer):
     def __init__(self, num_features, eps=1e-5, momentum=0.1, dtype=np.float32):
         super().__init__()
         self.num_features = check_positive_int(num_features, "num_features")
-        self.eps = _check_real(eps, "eps", 0, np.inf, low_open=True)
-        self.momentum = _check_real(momentum, "momentum", 0, 1, low_open=False)
+        self.eps = check_real(eps, "eps", low=0, low_open=True)
+        self.momentum = check_real(momentum, "momentum", low=0, high=1)
         self.dtype = layer_dtype(dtype)
         self.add_param("weight", np.ones(self.num_features, dtype=self.dtype))
         self.add_param("bias", np.zeros(self.num_features, dtype=self.dtype))
@@ -46,20 +35,24 @@ class BatchNorm2d(Layer):
         self.buffers["running_var"] = np.ones(self.num_features, dtype=self.dtype)
 
     def forward(self, x):
-        check_layer_input(self, x, 4, self.num_features)
+        x = check_layer_input(self, x, 4, self.num_features, finite=False)  # checked below
         weight, bias = self.params["weight"], self.params["bias"]
         running_mean, running_var = self.buffers["running_mean"], self.buffers["running_var"]
         if self.training:
-            y, cache = batchnorm2d_train_forward(x, weight, bias, self.eps)
+            check_batchnorm_args(x, weight, bias, self.eps)
+            check_train_batch(x)
+            y, cache = _batchnorm2d_train_forward(x, weight, bias, self.eps)
             running_mean[...], running_var[...] = running_stats_update(
                 running_mean, running_var, cache["mean"], cache["var"], cache["count"],
                 self.momentum)
-            return self._remember(y, (batchnorm2d_train_backward, cache))
-        y, cache = batchnorm2d_eval_forward(x, weight, bias, running_mean, running_var, self.eps)
-        return self._remember(y, (batchnorm2d_eval_backward, cache))
+            return self._remember(y, (_batchnorm2d_train_backward, cache))
+        check_batchnorm_args(x, weight, bias, self.eps, running_mean=running_mean,
+                             running_var=running_var)
+        y, cache = _batchnorm2d_eval_forward(x, weight, bias, running_mean, running_var, self.eps)
+        return self._remember(y, (_batchnorm2d_eval_backward, cache))
 
     def backward(self, dy):
-        backward, cache = self._recall(dy)
+        dy, (backward, cache) = self._recall(dy)
         dx, dweight, dbias = backward(dy, cache)
         self.accumulate_grad("weight", dweight)
         self.accumulate_grad("bias", dbias)

@@ -4,14 +4,17 @@
 Formulas and backward passes: ``dynconv_np.functional.pool2d`` (windowed) and
 ``dynconv_np.functional.pooling`` (global average, shared with the attention branch).
 """
-from ._layer import Layer
+import numpy as np
+
+from .module import Module
 from .._validation import check_float_array
-from ..functional.pool2d import (avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward,
-                                 max_pool2d_forward, pool2d_geometry)
-from ..functional.pooling import global_avg_pool_backward, global_avg_pool_forward
+from ..backends import reference
+from ..functional.pool2d import (_avg_pool2d_backward, _avg_pool2d_forward, _max_pool2d_backward,
+                                 _max_pool2d_forward, check_pool_input, pool2d_geometry)
+from ..functional.pooling import _global_avg_pool_forward
 
 
-class _Pool2d(Layer):
+class _Pool2d(Module):
     """Windowed pooling; subclasses name the functional pair (``_forward``, ``_backward``)."""
 
     _forward = _backward = None
@@ -21,10 +24,11 @@ class _Pool2d(Layer):
         self.kernel_size, self.stride, self.padding = pool2d_geometry(kernel_size, stride, padding)
 
     def forward(self, x):
+        check_pool_input(x, self.kernel_size, self.padding)
         return self._remember(*type(self)._forward(x, self.kernel_size, self.stride, self.padding))
 
     def backward(self, dy):
-        return type(self)._backward(dy, self._recall(dy))
+        return type(self)._backward(*self._recall(dy))
 
     def __repr__(self):
         return (f"{type(self).__name__}(kernel_size={self.kernel_size}, stride={self.stride}, "
@@ -33,23 +37,26 @@ class _Pool2d(Layer):
 
 class MaxPool2d(_Pool2d):
     """y = maximum over each kh x kw window (padding never wins); stride defaults to the kernel."""
-    _forward, _backward = max_pool2d_forward, max_pool2d_backward
+    _forward, _backward = _max_pool2d_forward, _max_pool2d_backward
 
 
 class AvgPool2d(_Pool2d):
     """y = mean over each kh x kw window, padding zeros included; stride defaults to the kernel."""
-    _forward, _backward = avg_pool2d_forward, avg_pool2d_backward
+    _forward, _backward = _avg_pool2d_forward, _avg_pool2d_backward
 
 
-class GlobalAvgPool2d(Layer):
+class GlobalAvgPool2d(Module):
     """y[n, c] = mean_{h,w} x[n, c, h, w]: (N, C, H, W) -> (N, C)."""
 
     def forward(self, x):
         check_float_array(x, "x", ndim=4)
-        return self._remember(*global_avg_pool_forward(x, "numpy"))
+        return self._remember(*_global_avg_pool_forward(x, reference))
 
     def backward(self, dy):
-        return global_avg_pool_backward(dy, self._recall(dy))
+        dy, cache = self._recall(dy)
+        dx = np.zeros(cache["x_shape"], dtype=dy.dtype)
+        reference.add_spatial_mean_grad(dx, dy)
+        return dx
 
     def __repr__(self):
         return "GlobalAvgPool2d()"

@@ -12,14 +12,14 @@ The FCs are ``Linear`` layers (a 1x1 convolution on a 1x1 map is the same map).
 """
 import numpy as np
 
-from ._layer import Layer, check_layer_input, layer_dtype
+from .module import Module, check_layer_input, layer_dtype
 from .activation import HardSigmoid, ReLU, Sigmoid
 from .containers import Sequential
 from .init import make_rng
 from .linear import Linear
 from .pooling import GlobalAvgPool2d
 from .._validation import check_positive_int
-from ..functional.channel_scale import channel_scale_backward, channel_scale_forward
+from ..functional.channel_scale import _channel_scale_backward, _channel_scale_forward
 
 GATES = {"hardsigmoid": HardSigmoid, "sigmoid": Sigmoid}
 
@@ -34,12 +34,12 @@ def make_divisible(value, divisor=8, min_value=None):
     return rounded + divisor if rounded < 0.9 * value else rounded
 
 
-class SqueezeExcite(Layer):
+class SqueezeExcite(Module):
     """y = x * gate(FC2(relu(FC1(GAP(x))))) for x (N, channels, H, W).
 
     ``squeeze_channels`` = make_divisible(channels // reduction, 8). The branch is the child
     ``excite`` (a Sequential: GlobalAvgPool2d, Linear, ReLU, Linear, gate), so its parameters
-    are named "0.1.weight", "0.1.bias", "0.3.weight", "0.3.bias".
+    are named "excite.1.weight", "excite.1.bias", "excite.3.weight", "excite.3.bias".
     """
 
     def __init__(self, channels, reduction=4, gate="hardsigmoid", dtype=np.float32, rng=None):
@@ -59,15 +59,15 @@ class SqueezeExcite(Layer):
             Linear(self.squeeze_channels, self.channels, dtype=self.dtype, rng=rng),
             GATES[gate]())
 
-    def children(self):
-        return [self.excite]
+    def named_children(self):
+        return [("excite", self.excite)]
 
     def forward(self, x):
-        check_layer_input(self, x, 4, self.channels)
-        return self._remember(*channel_scale_forward(x, self.excite(x)))
+        x = check_layer_input(self, x, 4, self.channels)
+        return self._remember(*_channel_scale_forward(x, self.excite(x)))
 
     def backward(self, dy):
-        dx_direct, dscale = channel_scale_backward(dy, self._recall(dy))
+        dx_direct, dscale = _channel_scale_backward(*self._recall(dy))
         return dx_direct + self.excite.backward(dscale)
 
     def __repr__(self):

@@ -1,17 +1,18 @@
 """Flatten: (N, d1, d2, ...) -> (N, d1 d2 ...), as PyTorch's ``nn.Flatten()``; the formula is in
 ``dynconv_np.functional.shape``."""
-from ._layer import Layer
-from ..functional.shape import flatten_backward, flatten_forward
+from .module import Module
+from ..functional.shape import _flatten_backward, _flatten_forward, check_flatten_input
 
 
-class Flatten(Layer):
+class Flatten(Module):
     """Keep the batch axis, flatten the rest (row-major)."""
 
     def forward(self, x):
-        return self._remember(*flatten_forward(x))
+        check_flatten_input(x)
+        return self._remember(*_flatten_forward(x))
 
     def backward(self, dy):
-        return flatten_backward(dy, self._recall(dy))
+        return _flatten_backward(*self._recall(dy))
 
     def __repr__(self):
         return "Flatten()"

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._validation import check_float_dtype
+
 DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data")
 DIGITS_FILE = os.path.join(DATA_DIR, "digits.csv.gz")
 DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10")
@@ -257,9 +259,7 @@ def _find_file(directory, what, names):
 
 def _standardise(train, test, max_value, dtype):
     """Scale to [0, 1] by ``max_value``, then standardise per channel with training statistics."""
-    dtype = np.dtype(dtype)
-    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise TypeError(f"dtype must be float32 or float64; received {dtype}")
+    dtype = check_float_dtype(dtype)
     train = train.astype(np.float64) / max_value
     test = test.astype(np.float64) / max_value
     mean = train.mean(axis=(0, 2, 3), keepdims=True)

@@ -35,7 +35,7 @@ import numpy as np
 
 from .data import DATASETS, load_dataset
 from .loop import TrainConfig, fit
-from .schedules import apply_temperature
+from .schedules import apply_temperature, dynamic_modules
 from ..backends import available_backends
 from ..models.profile import profile
 from ..models.small import small_cnn
@@ -123,7 +123,7 @@ def attention_summary(model, x):
     uniform, 0 one-hot) and the standard deviation of pi_k over the images, averaged over k.
     Returns the two numbers averaged over the dynamic layers (None without dynamic layers).
     """
-    layers = [m for m in model.modules() if hasattr(m, "temperature")]
+    layers = dynamic_modules(model)
     if not layers:
         return None
     model.eval()

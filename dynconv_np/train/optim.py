@@ -20,6 +20,8 @@ Parameters are updated in place, so the layers keep holding the same arrays.
 """
 import numpy as np
 
+from .._validation import check_real
+
 
 def decays(name, param):
     """True when weight decay applies to parameter ``name`` (see the module docstring)."""
@@ -39,34 +41,48 @@ class SGD:
     """
 
     def __init__(self, model, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
-        if not lr > 0:
-            raise ValueError(f"lr must be > 0; received {lr!r}")
-        if not 0 <= momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1); received {momentum!r}")
-        if nesterov and momentum == 0:
+        from ..nn.module import Module
+        if not isinstance(model, Module):
+            raise TypeError(f"model must be a dynconv_np.nn.Module; received {type(model).__name__}")
+        self.lr = check_real(lr, "lr", low=0, low_open=True)
+        self.momentum = check_real(momentum, "momentum", low=0, high=1, high_open=True)
+        if not isinstance(nesterov, (bool, np.bool_)):
+            raise TypeError(f"nesterov must be True or False; received {nesterov!r}")
+        if nesterov and self.momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0; received momentum=0")
-        if not weight_decay >= 0:
-            raise ValueError(f"weight_decay must be >= 0; received {weight_decay!r}")
-        self.lr, self.momentum, self.nesterov = float(lr), float(momentum), bool(nesterov)
-        self.weight_decay = float(weight_decay)
-        self.parameters = list(model.named_parameters())
-        if not self.parameters:
+        self.nesterov = bool(nesterov)
+        self.weight_decay = check_real(weight_decay, "weight_decay", low=0)
+        self.model = model
+        if not list(model.named_parameters()):
             raise ValueError(f"{type(model).__name__} has no parameters to optimise")
-        names = [name for name, _, _ in self.parameters]
-        if len(set(names)) != len(names):
-            raise ValueError("parameter names must be unique; model.named_parameters() "
-                             f"repeats {sorted({n for n in names if names.count(n) > 1})}")
         self.velocity = {}
 
+    @property
+    def parameters(self):
+        """(name, param, grad) of every parameter, read from the model at each call (so a
+        parameter array replaced through ``params`` is the one updated)."""
+        return list(self.model.named_parameters())
+
     def step(self):
-        """Apply one update to every parameter (in place) from its current gradient."""
-        for name, param, grad in self.parameters:
+        """Apply one update to every parameter (in place) from its current gradient.
+
+        Every gradient is checked first (its parameter's shape, finite): a bad one raises
+        ValueError naming it before any parameter changes."""
+        parameters = self.parameters
+        for name, param, grad in parameters:
+            if grad.shape != param.shape:
+                raise ValueError(f"gradient of {name} has shape {grad.shape}; its parameter is "
+                                 f"{param.shape}")
+            if isinstance(grad, np.ndarray) and not np.isfinite(grad).all():
+                raise ValueError(f"gradient of {name} contains NaN or inf; no parameter was "
+                                 "updated")
+        for name, param, grad in parameters:
             g = grad
             if self.weight_decay and decays(name, param):
                 g = g + param.dtype.type(self.weight_decay) * param
             if self.momentum:
                 v = self.velocity.get(name)
-                if v is None:
+                if v is None or v.shape != param.shape:
                     v = self.velocity[name] = np.array(g, dtype=param.dtype, copy=True)
                 else:
                     v *= param.dtype.type(self.momentum)
@@ -78,14 +94,27 @@ class SGD:
         """{name: momentum buffer} (copies), for checkpoints."""
         return {name: v.copy() for name, v in self.velocity.items()}
 
-    def load_state_dict(self, state):
-        """Restore momentum buffers saved by ``state_dict`` (names and shapes must match)."""
-        shapes = {name: param.shape for name, param, _ in self.parameters}
-        unknown = sorted(set(state) - set(shapes))
+    def check_state_dict(self, state):
+        """ValueError unless ``state`` fits: a buffer per known parameter, of its shape and dtype."""
+        params = {name: param for name, param, _ in self.parameters}
+        unknown = sorted(set(state) - set(params))
         if unknown:
             raise ValueError(f"optimizer state has buffers for unknown parameters {unknown}")
         for name, value in state.items():
-            if value.shape != shapes[name]:
-                raise ValueError(f"optimizer buffer {name!r} must have shape {shapes[name]}; "
-                                 f"received {value.shape}")
+            if value.shape != params[name].shape or value.dtype != params[name].dtype:
+                raise ValueError(f"optimizer buffer {name!r} must be {params[name].dtype} "
+                                 f"{params[name].shape}; received {value.dtype} {value.shape}")
+
+    def load_state_dict(self, state):
+        """Restore momentum buffers saved by ``state_dict`` (checked first, all or nothing)."""
+        self.check_state_dict(state)
         self.velocity = {name: np.array(value, copy=True) for name, value in state.items()}
+
+    @property
+    def lr(self):
+        """The learning rate (finite, > 0); a schedule may set it every step."""
+        return self._lr
+
+    @lr.setter
+    def lr(self, value):
+        self._lr = check_real(value, "lr", low=0, low_open=True)

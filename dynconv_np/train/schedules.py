@@ -21,6 +21,7 @@ model that has a ``temperature`` attribute (the dynamic layers).
 import math
 
 from .._validation import check_temperature
+from ..nn.module import is_dynamic
 
 
 class CosineWarmupLR:
@@ -62,8 +63,8 @@ class TemperatureAnnealing:
 
 
 def dynamic_modules(model):
-    """Every module below ``model`` (itself included) that has a ``temperature`` attribute."""
-    return [module for module in model.modules() if hasattr(module, "temperature")]
+    """Every dynamic module below ``model`` (itself included), in order (``nn.is_dynamic``)."""
+    return [module for module in model.modules() if is_dynamic(module)]
 
 
 def apply_temperature(model, tau):

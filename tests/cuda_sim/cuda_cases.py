@@ -21,6 +21,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from dynconv_np.backends import cuda as cuda_backend, get_backend, reference
+from tests.backends.contract_checks import check_behaviour, check_members
 from tests.strategies import conv_configs, pair, random_array
 
 cuda_backend.ensure_available()   # without a GPU or the simulator: one clear error, not 20
@@ -349,6 +350,7 @@ def test_dynamic_conv2d_keeps_parameters_and_activations_on_the_device(transfers
     want_y = judge.forward(x)
     dy = random_array(rng, want_y.shape)
     want_dx = judge.backward(dy)
+    judge.forward(x)              # every backward consumes one forward
     judge.backward(dy)            # grads accumulate: the judge's are now two steps' worth
     x_d, dy_d = cuda_backend.to_device(x), cuda_backend.to_device(dy)
     transfers.clear()
@@ -404,3 +406,10 @@ def test_dynamic_conv2d_rejects_a_non_finite_device_input(bad):
     with pytest.raises(ValueError, match=rf"x must be finite; the mean of x\[1, 3\] over "
                                          rf"\(H, W\) is {bad}"):
         layer.forward(cuda_backend.to_device(x))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_backend_keeps_the_contract(dtype):
+    """The checks every backend passes (tests/backends/contract_checks.py)."""
+    check_members(cuda_backend)
+    check_behaviour(cuda_backend, dtype)

@@ -117,14 +117,52 @@ def test_state_dict_round_trip_continues_identically():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(lr=0.0), "lr must be > 0"),
-    (dict(lr=0.1, momentum=1.0), r"momentum must be in \[0, 1\)"),
+    (dict(lr=0.0), r"lr must be finite and in \(0, inf\); received 0.0"),
+    (dict(lr=float("inf")), r"lr must be finite .*received inf"),
+    (dict(lr=float("nan")), r"lr must be finite .*received nan"),
+    (dict(lr=0.1, momentum=1.0), r"momentum must be finite and in \[0, 1\); received 1.0"),
+    (dict(lr=0.1, momentum=float("nan")), r"momentum must be finite"),
     (dict(lr=0.1, nesterov=True), "nesterov=True needs momentum > 0"),
-    (dict(lr=0.1, weight_decay=-1.0), "weight_decay must be >= 0"),
+    (dict(lr=0.1, weight_decay=-1.0), r"weight_decay must be finite and in \[0, inf\)"),
+    (dict(lr=0.1, weight_decay=float("inf")), r"weight_decay must be finite"),
 ])
 def test_bad_hyperparameters_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SGD(_Net(), **kwargs)
+
+
+@pytest.mark.parametrize("kwargs, name", [(dict(lr="0.1"), "lr"), (dict(lr=True), "lr"),
+                                          (dict(lr=0.1, momentum=[0.9]), "momentum"),
+                                          (dict(lr=0.1, nesterov="yes"), "nesterov")])
+def test_hyperparameters_of_the_wrong_type_are_named(kwargs, name):
+    with pytest.raises(TypeError, match=name):
+        SGD(_Net(), **kwargs)
+
+
+def test_a_schedule_cannot_set_a_bad_learning_rate():
+    optimizer = SGD(_Net(), lr=0.1)
+    with pytest.raises(ValueError, match="lr must be finite"):
+        optimizer.lr = float("nan")
+    assert optimizer.lr == 0.1
+
+
+def test_a_bad_gradient_stops_the_step_before_any_update():
+    net = _Net()
+    _set_grads(net, 0.5)
+    net.norm.grads["weight"][1] = np.nan
+    before = [p.copy() for p in net.parameters()]
+    with pytest.raises(ValueError, match=r"gradient of norm.weight|gradient of 0.weight"):
+        SGD(net, lr=0.1).step()
+    assert all(np.array_equal(a, b) for a, b in zip(before, net.parameters()))
+
+
+def test_a_replaced_parameter_is_the_one_updated():
+    net = _Net()
+    optimizer = SGD(net, lr=0.1)
+    net.params["weight"] = np.zeros((2, 3))
+    _set_grads(net, 1.0)
+    optimizer.step()
+    np.testing.assert_allclose(net.params["weight"], -0.1)
 
 
 def test_model_without_parameters_is_refused():
@@ -136,5 +174,5 @@ def test_load_state_dict_rejects_mismatch():
     optimizer = SGD(_Net(), lr=0.1, momentum=0.9)
     with pytest.raises(ValueError, match="unknown parameters"):
         optimizer.load_state_dict({"nope": np.zeros(2)})
-    with pytest.raises(ValueError, match=r"'weight' must have shape \(2, 3\)"):
+    with pytest.raises(ValueError, match=r"'weight' must be float64 \(2, 3\); received float64 \(3,\)"):
         optimizer.load_state_dict({"weight": np.zeros(3)})
