@@ -23,6 +23,7 @@ tiled and fused. The map, bottom up:
                    of the bias gradient and the global average pool, parallel over rows.
 ``attention.py``   the attention branch as one jitted call per pass (tiny arrays: the
                    composition's cost would be interpreter work).
+``threads.py``     one thread for calls too small to pay for a parallel region.
 
 Every ``prange`` runs over work units that own what they write (no two write the same
 element), with per-thread scratch indexed by ``numba.get_thread_id()``. Kernels compile on
@@ -36,6 +37,7 @@ from .attention import attention_backward, attention_forward  # noqa: F401 (cont
 from .blas import ensure_available  # noqa: F401 (contract)
 from .reductions import (add_spatial_mean_grad, aggregate_backward,  # noqa: F401 (contract)
                          aggregate_forward, spatial_mean, spatial_sums)
+from .threads import threads_for
 
 NAME = "numba"
 
@@ -47,11 +49,17 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups):
     stride, padding, dilation = tuple(stride), tuple(padding), tuple(dilation)
     y = np.empty((n, c_out, out_h, out_w), dtype=x.dtype)
     b = np.zeros((nw, c_out), x.dtype) if b is None else b
-    if c_group == 1:
-        depthwise.conv_forward(x, w, b, y, stride, padding, dilation)
-    else:
-        gemm.conv_forward(x, w, b, y, stride, padding, dilation, groups)
+    with threads_for(_multiply_adds(y, w)):
+        if c_group == 1:
+            depthwise.conv_forward(x, w, b, y, stride, padding, dilation)
+        else:
+            gemm.conv_forward(x, w, b, y, stride, padding, dilation, groups)
     return y
+
+
+def _multiply_adds(y, w):
+    """Multiply-adds of one convolution pass: each output element sums Cg*kh*kw products."""
+    return y.size * w.shape[2] * w.shape[3] * w.shape[4]
 
 
 def conv2d_backward(dy, x, w, stride, padding, dilation, groups, has_bias):
@@ -64,9 +72,10 @@ def conv2d_backward(dy, x, w, stride, padding, dilation, groups, has_bias):
         db = spatial_sums(dy)
         db = db.sum(axis=0, keepdims=True) if shared else db
     dx = np.empty_like(x)
-    if c_group == 1:
-        dw = depthwise.conv_backward(dy, x, w, dx, stride, padding, dilation)
-    else:
-        dw = gemm.conv_backward(dy, x, w, dx, stride, padding, dilation, groups)
-    dw = dw.sum(axis=0, keepdims=True) if shared else dw  # partial sums along axis 0
+    with threads_for(2 * _multiply_adds(dy, w)):
+        if c_group == 1:
+            dw = depthwise.conv_backward(dy, x, w, dx, stride, padding, dilation)
+        else:
+            dw = gemm.conv_backward(dy, x, w, dx, stride, padding, dilation, groups)
+    dw = dw.sum(axis=0, keepdims=True) if shared else dw  # per-sample dW, summed in order
     return dx, dw.reshape(w.shape), db

@@ -10,8 +10,9 @@ in cache, and multiplies it with one call of ``blas.matmul``:
     dcols              = W[n, g]^T @ dy[n, g]  -> col2im -> dx[n, g]
 
 Every ``prange`` runs over units that own what they write: (sample, group, block of output
-rows) for y; (sample, group) for dx; for dW the sample (Nw = N) or a per-thread partial sum
-that the caller reduces (Nw = 1). The kernels run inside ``blas.single_threaded_blas``.
+rows) for y; (sample, group) for dx and for dW, which is written per sample even when the
+batch shares one kernel (Nw = 1): the caller sums those in sample order, so the result does not
+depend on the number of threads. The kernels run inside ``blas.single_threaded_blas``.
 """
 import numba
 import numpy as np
@@ -87,27 +88,25 @@ def _forward(gemm, planes, w, b, y, cols_buf, prod_buf, taps, pitch, rows_per_bl
 
 
 @njit(cache=True, parallel=True)
-def _backward(gemm, dy, planes, w, dx, dw_slots, cols_buf, dy_buf, plane_buf, dw_buf, taps,
-              pitch, stride, padding):
+def _backward(gemm, dy, planes, w, dx, dw_slots, cols_buf, dy_buf, plane_buf, taps, pitch,
+              stride, padding):
     """dx and dW of ``_forward``: two units per (sample, group), one for each.
 
     Blocked by (sample, group), split into a weight-gradient and an input-gradient unit so
     that even one sample keeps two threads busy. A unit holds its (sample, group)'s whole
     im2col matrix (or its gradient) in the thread's scratch cols_buf[t], and dy on the grid
     (zeros in the dropped columns) in dy_buf[t]:
-        weight unit: cols = im2col(x[n, g]);  dW += dy[n, g] @ cols^T
+        weight unit: cols = im2col(x[n, g]);  dW[n, g] = dy[n, g] @ cols^T
         input unit:  cols = W[n, g]^T @ dy[n, g];  col2im onto the padded planes
                      plane_buf[t], cropped into dx[n, g] (the unit owns dx[n, g])
-    dW goes into dw_slots[n, g] when the kernels are per sample (Nw = N, or N = 1), and
-    otherwise accumulates into dw_slots[thread, g] (per-thread partial sums, zeroed by the
-    caller, that it reduces afterwards).
+    dW[n, g] goes into dw_slots[n, g] (N slots, also for a shared kernel: the caller sums them
+    in sample order, the same sum whatever the number of threads).
     dy (N, G, Cog, Ho, Wo); planes (N, G, Cg, s0*s1*L); dx (N, G, Cg, H, W); w (Nw, G, Cog, D).
     """
     n_batch, n_groups, c_group = planes.shape[0], planes.shape[1], planes.shape[2]
     n_out, depth = w.shape[2], w.shape[3]
     out_h = dy.shape[3]
     positions = out_h * pitch
-    per_sample = w.shape[0] > 1 or n_batch == 1
     for unit in prange(2 * n_batch * n_groups):
         n, g = unit // 2 // n_groups, unit // 2 % n_groups
         thread = numba.get_thread_id()
@@ -118,15 +117,7 @@ def _backward(gemm, dy, planes, w, dx, dw_slots, cols_buf, dy_buf, plane_buf, dw
             image_onto_grid(dy[n, g, o], dy_grid[o], pitch)
         if unit % 2 == 0:
             _im2col(cols, planes[n, g], taps, np.uintp(0))
-            if per_sample:  # the unit owns dW[n, g]: the product goes straight there
-                matmul(gemm, dy_grid, False, cols, True, dw_slots[n, g])
-            else:
-                dw_unit = dw_buf[thread]
-                matmul(gemm, dy_grid, False, cols, True, dw_unit)
-                dw_slot = dw_slots[thread, g].reshape(n_out * depth)
-                dw_flat = dw_unit.reshape(n_out * depth)
-                for q in range(n_out * depth):
-                    dw_slot[q] += dw_flat[q]
+            matmul(gemm, dy_grid, False, cols, True, dw_slots[n, g])  # the unit owns dW[n, g]
         else:
             matmul(gemm, w[wn, g], True, dy_grid, False, cols)
             for c in range(c_group):
@@ -164,24 +155,22 @@ def conv_forward(x, w, b, y, stride, padding, dilation, groups):
 
 
 def conv_backward(dy, x, w, dx, stride, padding, dilation, groups):
-    """dx (written into dx) and dW parts: dW itself (Nw, G, Cog, Cg*kh*kw) for per-sample
-    kernels, per-thread partial sums along axis 0 for kernels shared by a batch (N > 1)."""
+    """dx (written into dx) and dW per sample (N, G, Cog, Cg*kh*kw): dW itself for per-sample
+    kernels; for a kernel shared by the batch, the caller sums it over axis 0."""
     n, c_out, out_h, out_w = dy.shape
     nw, _, c_group, kh, kw = w.shape
     phases, length, _ = plane_geometry(x.shape, kw, stride, padding, dilation)
     planes, taps, pitch = padded_batch(x, kh, kw, stride, padding, dilation)
     slots, positions = thread_slots(), out_h * pitch
     depth, c_out_group = c_group * kh * kw, c_out // groups
-    dw_parts = (np.zeros((slots, groups, c_out_group, depth), x.dtype) if nw == 1 and n != 1
-                else np.empty((nw, groups, c_out_group, depth), x.dtype))
+    dw_parts = np.empty((n, groups, c_out_group, depth), x.dtype)
     cols_buf = np.empty((slots, depth * positions), x.dtype)
     dy_buf = np.empty((slots, c_out_group * positions), x.dtype)
     plane_buf = np.empty((slots, c_group, phases, length), x.dtype)
-    dw_buf = np.empty((slots, c_out_group, depth), x.dtype)
     with single_threaded_blas():
         _backward(cblas_gemm(x.dtype), dy.reshape(n, groups, c_out_group, out_h, out_w),
                   planes.reshape((n, groups, c_group) + planes.shape[2:]),
                   w.reshape(nw, groups, c_out_group, depth),
                   dx.reshape((n, groups, c_group) + x.shape[2:]), dw_parts, cols_buf, dy_buf,
-                  plane_buf, dw_buf, taps, pitch, stride, padding)
+                  plane_buf, taps, pitch, stride, padding)
     return dw_parts
