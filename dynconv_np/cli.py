@@ -4,6 +4,7 @@
     verify   check every op's backward against finite differences, per backend; print a table
     costs    params and multiply-adds of the paper's networks, static vs dynamic
     bench    the layer benchmark suite (see dynconv_np/bench/README.md)
+    warmup   compile every Numba kernel ahead of first use (before a lesson)
 
 Each command's implementation lives in the module that owns the subject; this file only
 dispatches (imports are lazy so that ``--help`` is instant).
@@ -17,6 +18,7 @@ COMMANDS = {
     "verify": ("dynconv_np.verify", "gradient-check every op and backend, print a table"),
     "costs": ("dynconv_np.models.costs", "params and MAdds of the paper's networks"),
     "bench": ("dynconv_np.bench", "benchmark the layer suite"),
+    "warmup": ("dynconv_np.warmup", "compile every Numba kernel ahead of first use"),
 }
 
 

@@ -24,6 +24,7 @@ tiled and fused. The map, bottom up:
 ``attention.py``   the attention branch as one jitted call per pass (tiny arrays: the
                    composition's cost would be interpreter work).
 ``threads.py``     one thread for calls too small to pay for a parallel region.
+``compiling.py``   a notice on stderr when a first call compiles.
 
 Every ``prange`` runs over work units that own what they write (no two write the same
 element), with per-thread scratch indexed by ``numba.get_thread_id()``. Kernels compile on
@@ -37,11 +38,13 @@ from .attention import attention_backward, attention_forward  # noqa: F401 (cont
 from .blas import ensure_available  # noqa: F401 (contract)
 from .reductions import (add_spatial_mean_grad, aggregate_backward,  # noqa: F401 (contract)
                          aggregate_forward, spatial_mean, spatial_sums)
+from .compiling import announces_compilation
 from .threads import threads_for
 
 NAME = "numba"
 
 
+@announces_compilation
 def conv2d_forward(x, w, b, stride, padding, dilation, groups):
     """y (N, C_out, H_out, W_out) = per-sample (or shared) convolution of x with w, plus b."""
     n, c_out, out_h, out_w = conv_output_shape(x.shape, w.shape, stride, padding, dilation)
@@ -62,6 +65,7 @@ def _multiply_adds(y, w):
     return y.size * w.shape[2] * w.shape[3] * w.shape[4]
 
 
+@announces_compilation
 def conv2d_backward(dy, x, w, stride, padding, dilation, groups, has_bias):
     """(dx, dw, db) of ``conv2d_forward``; dw has w's shape, db is (Nw, C_out) or None."""
     n, nw, c_group = dy.shape[0], w.shape[0], w.shape[2]

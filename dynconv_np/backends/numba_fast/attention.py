@@ -23,6 +23,8 @@ README's design note on reassociation).
 import numpy as np
 from numba import njit
 
+from .compiling import announces_compilation
+
 
 @njit(cache=True, fastmath={"reassoc"})
 def _forward(pooled, w1, b1, w2, b2, tau, hidden, pi):
@@ -85,6 +87,7 @@ def _backward(dpi, pi, hidden, pooled, w1, w2, tau, dpooled, dw1, db1, dw2, db2)
                 dpooled[n, c] += dh[j] * w1[j, c]
 
 
+@announces_compilation
 def attention_forward(pooled, w1, b1, w2, b2, tau):
     """(pi (N, K), hidden (N, hidden)) for the attention branch; arrays of one dtype."""
     dtype = pooled.dtype
@@ -94,6 +97,7 @@ def attention_forward(pooled, w1, b1, w2, b2, tau):
     return pi, hidden
 
 
+@announces_compilation
 def attention_backward(dpi, pi, hidden, pooled, w1, w2, tau):
     """(dpooled, dw1, db1, dw2, db2) of ``attention_forward``."""
     dtype = pooled.dtype

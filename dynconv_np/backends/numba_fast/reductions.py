@@ -12,6 +12,7 @@ import numpy as np
 from numba import njit, prange
 
 from .runs import run_dot, run_sum
+from .compiling import announces_compilation
 from .threads import threads_for
 
 _MIX_CHUNK = 4096  # elements per work unit: a few units per kernel row keep the threads busy
@@ -48,6 +49,7 @@ def _row_inner_products(a, b, out):
         out[n, k] = run_dot(a[n], b[k], np.uintp(0))
 
 
+@announces_compilation
 def aggregate_forward(pi, weight, bias):
     """W_n = sum_k pi[n,k] weight[k];  b_n = sum_k pi[n,k] bias[k]  (paper eq. 1, 3.1).
 
@@ -61,6 +63,7 @@ def aggregate_forward(pi, weight, bias):
     return w_n, b_n
 
 
+@announces_compilation
 def aggregate_backward(dw_n, db_n, pi, weight, bias):
     """Gradients of ``aggregate_forward``.
 
@@ -91,6 +94,7 @@ def _plane_sums(planes, out):
         out[n, c] = run_sum(planes[n, c])
 
 
+@announces_compilation
 def spatial_sums(x):
     """sums[n, c] = sum_{h,w} x[n, c, h, w]: (N, C, H, W) -> (N, C)."""
     n, c, h, w = x.shape
@@ -118,6 +122,7 @@ def _add_to_planes(planes, values):
             plane[q] += value
 
 
+@announces_compilation
 def add_spatial_mean_grad(dx, dpooled):
     """In place: dx[n, c, h, w] += dpooled[n, c] / (H W), the adjoint of ``spatial_mean``."""
     n, c, h, w = dx.shape
