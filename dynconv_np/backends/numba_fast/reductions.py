@@ -22,14 +22,16 @@ _MIX_CHUNK = 4096  # elements per work unit: a few units per kernel row keep the
 def _mix_rows(coefficients, rows, out):
     """out[n, f] = sum_k coefficients[n, k] rows[k, f].
 
-    Blocked into chunks of _MIX_CHUNK columns, one (output row, chunk) per unit; each
-    unit streams its K input chunks with a contiguous (vectorised) inner loop.
+    Blocked into chunks of _MIX_CHUNK columns, one (chunk, output row) per unit, chunk-major:
+    a thread's consecutive units share one chunk of the K input rows, which stays in cache
+    for every output row instead of being re-read from memory per row. Each unit streams its
+    K input chunks with a contiguous (vectorised) inner loop.
     """
     n_out, n_terms = coefficients.shape
     width = rows.shape[1]
     n_chunks = (width + _MIX_CHUNK - 1) // _MIX_CHUNK
     for unit in prange(n_out * n_chunks):
-        n, chunk = unit // n_chunks, unit % n_chunks
+        chunk, n = unit // n_out, unit % n_out
         lo, hi = chunk * _MIX_CHUNK, min(width, (chunk + 1) * _MIX_CHUNK)
         target, first, weight = out[n, lo:hi], rows[0, lo:hi], coefficients[n, 0]
         for f in range(hi - lo):
@@ -42,11 +44,23 @@ def _mix_rows(coefficients, rows, out):
 
 @njit(cache=True, parallel=True)
 def _row_inner_products(a, b, out):
-    """out[n, k] = <a[n], b[k]>: one (n, k) pair per unit."""
-    n_terms = b.shape[0]
-    for unit in prange(a.shape[0] * n_terms):
-        n, k = unit // n_terms, unit % n_terms
-        out[n, k] = run_dot(a[n], b[k], np.uintp(0))
+    """out[n, k] = <a[n], b[k]>, blocked by chunks of _MIX_CHUNK columns: one chunk per unit
+    computes the partial products of every (n, k) pair while both rows' chunks are in cache
+    (b is read once, not once per n), then the partials are summed over chunks in order."""
+    n_rows, n_terms, width = a.shape[0], b.shape[0], a.shape[1]
+    n_chunks = (width + _MIX_CHUNK - 1) // _MIX_CHUNK
+    partial = np.empty((n_chunks, n_rows, n_terms), out.dtype)
+    for chunk in prange(n_chunks):
+        lo, hi = chunk * _MIX_CHUNK, min(width, (chunk + 1) * _MIX_CHUNK)
+        for n in range(n_rows):
+            for k in range(n_terms):
+                partial[chunk, n, k] = run_dot(a[n, lo:hi], b[k, lo:hi], np.uintp(0))
+    for n in range(n_rows):
+        for k in range(n_terms):
+            total = partial[0, n, k]
+            for chunk in range(1, n_chunks):
+                total += partial[chunk, n, k]
+            out[n, k] = total
 
 
 @announces_compilation
