@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from dynconv_np import DynamicLinear, gradcheck
+from dynconv_np.nn import Linear, ReLU, Sequential
 from dynconv_np.backends import reference
 from dynconv_np.gradcheck import GradcheckError
 
@@ -48,19 +49,34 @@ def test_report_names_the_worst_element():
 
 
 def test_broken_layer_backward_is_caught():
-    """Negative control on a real layer: drop the attention path's contribution to dx."""
-    layer = DynamicLinear(4, 3, num_kernels=3, temperature=0.5, dtype=np.float64, rng=0)
+    """Negative control on a real layer: drop the attention path's contribution to dx (the
+    per-sample kernel W(x) = sum_k pi_k W_k is rebuilt from the layer's public attention)."""
+    layer = DynamicLinear(4, 3, num_kernels=3, temperature=0.5, backend="numpy",
+                          dtype=np.float64, rng=0)
     layer.params["fc2_weight"] *= 10
     x = np.random.default_rng(1).standard_normal((2, 4))
     assert gradcheck(layer, x).passed
 
     def backward_without_attention_path(dy):
-        cache = layer._cache["stages"][2]
-        return np.einsum("noi,no->ni", cache["weights"], dy)  # only the W(x) x path
+        w_n = np.einsum("nk,koi->noi", layer.attention, layer.params["weight"])
+        return np.einsum("noi,no->ni", w_n, dy)  # only the W(x) x path
 
     layer.backward = backward_without_attention_path
     with pytest.raises(GradcheckError, match="input 'x'"):
         gradcheck(layer, x)
+
+
+def test_a_layer_check_clears_its_pending_calls_around_the_probes():
+    """A module keeps a cache per forward until its backward: gradcheck's probes (forwards
+    that are never backpropagated) and a forward made before the check leave none behind."""
+    layer = Sequential(Linear(3, 4, dtype=np.float64, rng=0), ReLU(),
+                       Linear(4, 2, dtype=np.float64, rng=1))
+    x = np.random.default_rng(0).standard_normal((5, 3))
+    layer.forward(x)  # pending: a stale call the check must not match its backward to
+    assert gradcheck(layer, x).passed
+    for module in layer.modules():
+        with pytest.raises(ValueError, match="without a matching forward"):
+            module.backward(np.ones((5, 2)))
 
 
 def test_complex_step_on_the_reference_convolution_is_exact():

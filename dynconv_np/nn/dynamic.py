@@ -85,9 +85,13 @@ class _DynamicBase(Module):
         return {"temperature": self.temperature}
 
     def load_state_scalar(self, name, value):
+        self.check_state_scalar(name, value)
+        self.temperature = value
+
+    def check_state_scalar(self, name, value):
         if name != "temperature":
             raise KeyError(name)
-        self.temperature = value
+        check_temperature(value, self.dtype)
 
     def _store(self, y, cache):
         self._attention = cache["pi"]
@@ -144,7 +148,9 @@ class DynamicConv2d(_DynamicBase):
         return self._store(y, cache)
 
     def backward(self, dy):
-        dx, grads = _screened_backward(*self._recall(dy, finite=False))  # dy screened there
+        # dy is screened for NaN/inf in _screened_backward: the call is consumed only after it
+        dx, grads = _screened_backward(*self._recall(dy, finite=False, consume=False))
+        self._calls.pop()
         self._accumulate(grads)
         return dx
 
@@ -171,8 +177,9 @@ class DynamicConv2d(_DynamicBase):
     def _move_kernels(self, move):
         for name in self.KERNEL_PARAMS:
             if name in self.params:
-                self.grads[name] = move(self.grads[name])
+                grad = move(self.grads[name])  # kept: a new params array resets its gradient
                 self.params[name] = move(self.params[name])
+                self.grads[name] = grad
 
     def __repr__(self):
         return (f"DynamicConv2d({self.in_channels}, {self.out_channels}, kernel_size="

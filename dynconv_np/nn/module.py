@@ -35,8 +35,8 @@ class ParameterDict(dict):
     def __setitem__(self, name, value):
         if not hasattr(value, "shape") or not hasattr(value, "dtype"):
             raise TypeError(f"params[{name!r}] must be an array; received {type(value).__name__}")
-        if name in self:
-            old = dict.__getitem__(self, name)
+        old = dict.get(self, name)
+        if old is not None:
             if tuple(value.shape) != tuple(old.shape) or np.dtype(value.dtype) != old.dtype:
                 raise ValueError(f"params[{name!r}] of {type(self._owner).__name__} must be "
                                  f"{old.dtype} {tuple(old.shape)}; received "
@@ -45,6 +45,19 @@ class ParameterDict(dict):
         grad = self._owner.grads.get(name)
         if grad is None or grad.shape != value.shape or grad is value:
             self._owner.grads[name] = np.zeros(value.shape, dtype=value.dtype)
+        elif old is not None and value is not old:
+            grad[...] = 0  # a new array starts a new gradient (in place: optimisers keep theirs)
+
+    def __reduce__(self):
+        # copy.deepcopy and pickle rebuild the owner's state before its grads exist: restore the
+        # entries without __setitem__ (they were checked when they were assigned)
+        return _restore_parameter_dict, (self._owner, dict(self))
+
+
+def _restore_parameter_dict(owner, entries):
+    params = ParameterDict(owner)
+    dict.update(params, entries)
+    return params
 
 
 class Module:
@@ -74,16 +87,19 @@ class Module:
         self._calls.append((stage_cache(type(self).__name__, {"cache": cache}, y)))
         return y
 
-    def _recall(self, dy, finite=True):
+    def _recall(self, dy, finite=True, consume=True):
         """The cache of the latest unmatched forward, after checking dy against its output
-        (shape, dtype, finite unless ``finite=False``); returns (dy contiguous, cache)."""
+        (shape, dtype, finite unless ``finite=False``); returns (dy contiguous, cache). A dy
+        that fails a check consumes no call; ``consume=False`` leaves the call for a caller
+        that finishes checking dy itself (then ``self._calls.pop()``)."""
         if not self._calls:
             raise ValueError(f"{type(self).__name__}.backward called without a matching forward "
                              "(every backward consumes one earlier forward call; in eval mode "
                              "only the last call is kept)")
         record = self._calls[-1]
         dy = check_upstream(record, type(self).__name__, finite=finite, dy=dy)
-        self._calls.pop()
+        if consume:
+            self._calls.pop()
         return dy, record["cache"]
 
     def clear_calls(self):
@@ -106,6 +122,11 @@ class Module:
 
     def load_state_scalar(self, name, value):
         raise KeyError(name)
+
+    def check_state_scalar(self, name, value):
+        """Raise unless ``value`` may be loaded as state scalar ``name``: ``load_state_dict``
+        calls it for every scalar before it loads anything (all or nothing). Modules whose
+        ``load_state_scalar`` can refuse a value override it with the same check."""
 
     # -- the tree -------------------------------------------------------
     def named_children(self):
@@ -212,6 +233,9 @@ class Module:
                                  f"{np.shape(current)}; received {value.dtype} {value.shape}")
             if value.dtype.kind == "f" and not np.isfinite(value).all():
                 raise ValueError(f"state[{key!r}] contains NaN or inf")
+            kind, module, name, _ = targets[key]
+            if kind == "scalar":
+                module.check_state_scalar(name, float(value))
         for key in set(targets) & set(state):
             kind, module, name, current = targets[key]
             if kind == "scalar":

@@ -12,6 +12,8 @@ from dynconv_np.functional.activations import (hardsigmoid_backward, hardsigmoid
                                                relu6_backward, relu6_forward, relu_backward,
                                                relu_forward, sigmoid_backward, sigmoid_forward)
 
+from .checks import assert_upstream_checked
+
 PAIRS = {"relu": (relu_forward, relu_backward, (0.0,)),
          "relu6": (relu6_forward, relu6_backward, (0.0, 6.0)),
          "hardsigmoid": (hardsigmoid_forward, hardsigmoid_backward, (-3.0, 3.0)),
@@ -85,3 +87,15 @@ def test_float32_stays_float32_and_input_is_not_modified(name):
     dx = backward(np.ones_like(y), cache)
     assert y.dtype == np.float32 and dx.dtype == np.float32
     np.testing.assert_array_equal(x, before)
+
+
+@pytest.mark.parametrize("name", sorted(PAIRS))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_backward_checks_dy_and_the_cache(name, dtype):
+    forward, backward, _ = PAIRS[name]
+    y, cache = forward(np.linspace(-4, 4, 12, dtype=dtype).reshape(3, 4))
+    assert_upstream_checked(backward, cache, y)
+    if name != "relu":  # a cache of another stage, even of the same layout, is refused
+        _, relu_cache = PAIRS["relu"][0](np.zeros((3, 4), dtype))
+        with pytest.raises(TypeError, match=rf"returned by {name}_forward; received 'relu'"):
+            backward(np.zeros((3, 4), dtype), relu_cache)

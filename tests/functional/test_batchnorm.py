@@ -1,4 +1,5 @@
-"""Batch normalisation: both backward passes, the statistics, the running-average update."""
+"""Batch normalisation: both backward passes, the statistics, the running-average update,
+argument and upstream errors."""
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
@@ -7,6 +8,8 @@ from dynconv_np import gradcheck
 from dynconv_np.functional.batchnorm import (batchnorm2d_eval_backward, batchnorm2d_eval_forward,
                                              batchnorm2d_train_backward,
                                              batchnorm2d_train_forward, running_stats_update)
+
+from .checks import assert_upstream_checked
 
 
 @st.composite
@@ -91,3 +94,51 @@ def test_parameter_shapes_are_checked():
     with pytest.raises(ValueError, match="running_var"):
         batchnorm2d_eval_forward(np.ones((2, 3, 2, 2)), np.ones(3), np.zeros(3), np.zeros(3),
                                  np.ones(4))
+
+
+@pytest.mark.parametrize("eps, error, message", [
+    (-1e-5, ValueError, r"eps must be finite and in \[0, inf\); received -1e-05"),
+    (np.nan, ValueError, r"eps must be finite and in \[0, inf\); received nan"),
+    (np.inf, ValueError, r"eps must be finite and in \[0, inf\); received inf"),
+    ("0.1", TypeError, r"eps must be a real number; received str"),
+    (True, TypeError, r"eps must be a real number; received bool"),
+    (None, TypeError, r"eps must be a real number; received NoneType"),
+])
+def test_eps_must_be_a_finite_real_at_least_zero(eps, error, message):
+    x = np.ones((2, 3, 2, 2))
+    with pytest.raises(error, match=message):
+        batchnorm2d_train_forward(x, np.ones(3), np.zeros(3), eps)
+    with pytest.raises(error, match=message):
+        batchnorm2d_eval_forward(x, np.ones(3), np.zeros(3), np.zeros(3), np.ones(3), eps)
+
+
+def test_eps_zero_is_allowed():
+    x = np.random.default_rng(0).standard_normal((2, 3, 2, 2))
+    y, _ = batchnorm2d_eval_forward(x, np.ones(3), np.zeros(3), np.zeros(3), np.ones(3), 0.0)
+    np.testing.assert_array_equal(y, x)
+
+
+def test_a_negative_running_variance_is_named():
+    with pytest.raises(ValueError, match=r"running_var must be >= 0 \(a variance\); received "
+                                         r"-0.5 at index 2"):
+        batchnorm2d_eval_forward(np.ones((2, 3, 2, 2)), np.ones(3), np.zeros(3), np.zeros(3),
+                                 np.array([1.0, 0.0, -0.5]))
+    with pytest.raises(ValueError, match=r"running_mean contains 1 non-finite"):
+        batchnorm2d_eval_forward(np.ones((2, 3, 2, 2)), np.ones(3), np.zeros(3),
+                                 np.array([0.0, np.inf, 0.0]), np.ones(3))
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_backward_checks_dy_and_the_cache(training):
+    x = np.random.default_rng(0).standard_normal((2, 3, 2, 2))
+    if training:
+        y, cache = batchnorm2d_train_forward(x, np.ones(3), np.zeros(3))
+        assert_upstream_checked(batchnorm2d_train_backward, cache, y)
+    else:
+        y, cache = batchnorm2d_eval_forward(x, np.ones(3), np.zeros(3), np.zeros(3), np.ones(3))
+        assert_upstream_checked(batchnorm2d_eval_backward, cache, y)
+    # the two modes' caches are not interchangeable
+    _, train_cache = batchnorm2d_train_forward(x, np.ones(3), np.zeros(3))
+    with pytest.raises(TypeError, match=r"returned by batchnorm2d_eval_forward; received "
+                                        r"'batchnorm2d_train'"):
+        batchnorm2d_eval_backward(y, train_cache)

@@ -1,16 +1,25 @@
-"""The convolution front-end: gradients on every backend, scipy cross-check, argument errors."""
+"""The convolution front-end: gradients on every host backend, scipy cross-check, argument,
+placement and upstream errors."""
+import inspect
+
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
 from dynconv_np import gradcheck
+from dynconv_np.backends import DEFAULT_BACKEND
 from dynconv_np.functional import (conv2d_backward, conv2d_forward, per_sample_conv2d_backward,
                                    per_sample_conv2d_forward)
 
+from .checks import FakeDeviceArray, assert_upstream_checked
 from ..scipy_conv import scipy_conv2d
 from ..strategies import conv_configs
 
-CPU_BACKENDS = ["numpy", "numba"]
+CPU_BACKENDS = ["numpy", "loops", "numba"]
+# Central differences through the reference and the default engine; the loops backend (a
+# prange launch per call makes its thousands of probes slow) is judged against the reference
+# by tests/backends/test_contract.py, and so is every backend.
+GRADCHECK_BACKENDS = ["numpy", "numba"]
 
 
 def _arrays(rng, c, per_sample):
@@ -28,7 +37,7 @@ def _geometry(c, backend):
                 groups=c["groups"], backend=backend)
 
 
-@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("backend", GRADCHECK_BACKENDS)
 @pytest.mark.parametrize("per_sample", [True, False], ids=["per-sample", "shared"])
 @given(config=conv_configs(), seed=st.integers(0, 2**16))
 def test_backward_matches_finite_differences(backend, per_sample, config, seed):
@@ -119,6 +128,45 @@ def test_dy_of_the_wrong_shape_is_rejected():
     with pytest.raises(ValueError, match=r"dy must have the shape of the forward output "
                                          r"\(2, 6, 3, 3\); received \(2, 6, 3, 4\)"):
         conv2d_backward(np.zeros((2, 6, 3, 4)), cache)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("per_sample", [True, False], ids=["per-sample", "shared"])
+def test_backward_checks_dy_and_the_cache(backend, per_sample):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 4, 5, 5))
+    if per_sample:
+        y, cache = per_sample_conv2d_forward(x, rng.standard_normal((2, 6, 2, 3, 3)), groups=2,
+                                             backend=backend)
+        assert_upstream_checked(per_sample_conv2d_backward, cache, y)
+        with pytest.raises(TypeError, match=r"returned by conv2d_forward; received "
+                                            r"'per_sample_conv2d'"):
+            conv2d_backward(y, cache)
+    else:
+        y, cache = conv2d_forward(x, rng.standard_normal((6, 2, 3, 3)), groups=2, backend=backend)
+        assert_upstream_checked(conv2d_backward, cache, y)
+
+
+def test_an_absurd_output_is_refused_before_allocating_it():
+    with pytest.raises(ValueError, match=r"the output would have shape \(1, 1, 200003, 200003\) "
+                                         r".*check padding=\(100000, 100000\)"):
+        conv2d_forward(np.zeros((1, 1, 5, 5)), np.zeros((1, 1, 3, 3)), padding=10**5,
+                       backend="numpy")
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("which", ["x", "weight", "bias"])
+def test_a_device_array_given_to_a_host_backend_is_named(backend, which):
+    arrays = {"x": np.zeros((1, 2, 4, 4)), "weight": np.zeros((3, 2, 3, 3)), "bias": np.zeros(3)}
+    arrays[which] = FakeDeviceArray(arrays[which])
+    with pytest.raises(TypeError, match=rf"{which} is a CUDA device array, but backend "
+                                        rf"'{backend}' runs on the host"):
+        conv2d_forward(**arrays, backend=backend)
+
+
+@pytest.mark.parametrize("function", [conv2d_forward, per_sample_conv2d_forward])
+def test_the_default_backend_is_the_package_default(function):
+    assert inspect.signature(function).parameters["backend"].default == DEFAULT_BACKEND
 
 
 def test_unknown_backend_is_named():

@@ -6,6 +6,8 @@ from hypothesis import given, strategies as st
 from dynconv_np import gradcheck
 from dynconv_np.functional.dropout import check_probability, dropout_backward, dropout_forward
 
+from .checks import assert_upstream_checked
+
 
 @given(p=st.sampled_from([0.0, 0.1, 0.5, 0.9]), seed=st.integers(0, 2**16))
 def test_backward_matches_finite_differences_for_a_fixed_mask(p, seed):
@@ -56,3 +58,15 @@ def test_p_zero_keeps_everything_and_p_one_drops_everything():
 def test_bad_probability_is_named(p, error):
     with pytest.raises(error, match=r"p \(drop probability\)"):
         check_probability(p)
+
+
+@pytest.mark.parametrize("rng", [0, None, np.random.RandomState(0), "seed"])
+def test_rng_must_be_a_numpy_generator(rng):
+    with pytest.raises(TypeError, match=rf"rng must be a numpy.random.Generator; received "
+                                        rf"{type(rng).__name__}"):
+        dropout_forward(np.ones(3), 0.5, rng)
+
+
+def test_backward_checks_dy_and_the_cache():
+    y, cache = dropout_forward(np.ones((3, 4)), 0.5, np.random.default_rng(0))
+    assert_upstream_checked(dropout_backward, cache, y)

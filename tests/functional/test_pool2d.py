@@ -7,6 +7,7 @@ from dynconv_np import gradcheck
 from dynconv_np.functional.pool2d import (avg_pool2d_backward, avg_pool2d_forward,
                                           max_pool2d_backward, max_pool2d_forward)
 
+from .checks import assert_upstream_checked
 from ..strategies import pair
 
 POOLS = {"max": (max_pool2d_forward, max_pool2d_backward),
@@ -129,3 +130,14 @@ def test_bad_arguments_are_named(kind, kwargs, error, message):
 def test_bad_inputs_are_named(x, error, message):
     with pytest.raises(error, match=message):
         max_pool2d_forward(x, 2)
+
+
+@pytest.mark.parametrize("kind", sorted(POOLS))
+def test_backward_checks_dy_and_the_cache(kind):
+    forward, backward = POOLS[kind]
+    y, cache = forward(np.random.default_rng(0).standard_normal((2, 3, 5, 5)), 3, 2, 1)
+    assert_upstream_checked(backward, cache, y)
+    other = POOLS["avg" if kind == "max" else "max"][0]
+    _, other_cache = other(np.zeros((2, 3, 5, 5)), 3, 2, 1)  # same output shape, other stage
+    with pytest.raises(TypeError, match=rf"returned by {kind}_pool2d_forward"):
+        backward(np.zeros(y.shape), other_cache)

@@ -5,6 +5,8 @@ from hypothesis import given, strategies as st
 
 from dynconv_np.functional.shape import flatten_backward, flatten_forward
 
+from .checks import assert_upstream_checked
+
 
 @given(shape=st.lists(st.integers(1, 4), min_size=2, max_size=5).map(tuple))
 def test_flatten_keeps_the_batch_axis_and_backward_restores_the_shape(shape):
@@ -18,3 +20,8 @@ def test_flatten_keeps_the_batch_axis_and_backward_restores_the_shape(shape):
 def test_a_1d_input_is_rejected():
     with pytest.raises(ValueError, match=r"x must be at least 2-D.*received shape \(3,\)"):
         flatten_forward(np.ones(3))
+
+
+def test_backward_checks_dy_and_the_cache():
+    y, cache = flatten_forward(np.ones((2, 3, 4)))
+    assert_upstream_checked(flatten_backward, cache, y)

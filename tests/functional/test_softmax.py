@@ -6,6 +6,7 @@ from hypothesis import given, strategies as st
 from dynconv_np import gradcheck
 from dynconv_np.functional import softmax_backward, softmax_forward
 
+from .checks import assert_upstream_checked
 from ..strategies import temperatures
 
 
@@ -67,3 +68,25 @@ def test_nan_logit_is_located():
     z[1, 2] = np.nan
     with pytest.raises(ValueError, match=r"z contains 1 non-finite.*index \(1, 2\)"):
         softmax_forward(z, 1.0)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # (z - max) / tau -> -inf
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_smallest_normal_temperature_is_exact_and_below_it_is_refused(dtype):
+    """Shifting before dividing, exp((z - max z) / tau): at tau = the dtype's smallest normal
+    every non-maximal exponent is -inf (weight 0) and the maximal one 0, never inf - inf; a
+    smaller tau is refused with the usable range (1 / tau would not be finite)."""
+    z = (np.random.default_rng(2).standard_normal((5, 4)) * 10).astype(dtype)
+    tiny = float(np.finfo(dtype).tiny)
+    pi, cache = softmax_forward(z, tiny)
+    np.testing.assert_array_equal(pi, np.eye(4, dtype=dtype)[np.argmax(z, axis=1)])
+    assert pi.dtype == dtype
+    assert np.isfinite(softmax_backward(np.ones_like(pi), cache)).all()
+    with pytest.raises(ValueError, match=rf"temperature \(tau\) = {tiny / 2!r} is below the "
+                                         rf"smallest normal {np.dtype(dtype)} .*the usable range"):
+        softmax_forward(z, tiny / 2)
+
+
+def test_backward_checks_dpi_and_the_cache():
+    pi, cache = softmax_forward(np.random.default_rng(0).standard_normal((3, 4)), 2.0)
+    assert_upstream_checked(softmax_backward, cache, pi, name="dpi")

@@ -39,6 +39,7 @@ def test_sequential_is_the_composition_of_its_layers():
     np.testing.assert_array_equal(net.forward(x), expected)
     assert len(net) == 3 and net[2] is layers[2] and list(net) == layers
     assert net.children() == layers
+    assert [name for name, _ in net.named_children()] == ["0", "1", "2"]
     assert isinstance(net[1:], Sequential) and net[1:].layers == layers[1:]
     assert [name for name, _, _ in net.named_parameters()] == ["0.weight", "0.bias",
                                                                "2.weight", "2.bias"]
@@ -62,6 +63,11 @@ def test_identity_residual_adds_the_upstream_gradient_to_the_body_gradient():
     np.testing.assert_allclose(dx, dy @ w + dy, rtol=1e-14)  # dx = dbody + dy
     np.testing.assert_allclose(body.grads["weight"], dy.T @ x, rtol=1e-14)
     assert block.children() == [body]
+    assert block.named_children() == [("body", body)]
+    projection = Residual(body, Linear(4, 4, dtype=np.float64, rng=1))
+    assert [name for name, _ in projection.named_children()] == ["body", "shortcut"]
+    assert [name for name, _, _ in projection.named_parameters()] == [
+        "body.weight", "body.bias", "shortcut.weight", "shortcut.bias"]
 
 
 @pytest.mark.parametrize("projection", [False, True], ids=["identity", "projection"])
@@ -112,5 +118,5 @@ def test_train_and_eval_switch_every_layer_below():
     np.testing.assert_allclose(y, expected, rtol=1e-14)
     net.train()
     assert all(module.training for module in net.modules())
-    assert [name for name, _ in net.named_buffers()] == ["0.0.0.running_mean",
-                                                         "0.0.0.running_var"]
+    assert [name for name, _ in net.named_buffers()] == ["0.body.0.running_mean",
+                                                         "0.body.0.running_var"]

@@ -52,19 +52,20 @@ def test_forward_matches_scipy_correlate(config, seed):
             np.testing.assert_allclose(y[n, o], expected, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("backend", ["numba", "loops"])
 @settings(max_examples=10)
 @given(config=conv_configs(), seed=st.integers(0, 2**16))
-def test_numba_backend_agrees_with_numpy_reference(config, seed):
-    layers = {b: _layer(config, backend=b, seed=seed) for b in ("numpy", "numba")}
+def test_backends_agree_with_numpy_reference(backend, config, seed):
+    layers = {b: _layer(config, backend=b, seed=seed) for b in ("numpy", backend)}
     x = _input(config, seed)
     ys = {b: layer.forward(x) for b, layer in layers.items()}
     dy = np.random.default_rng(seed + 1).standard_normal(ys["numpy"].shape)
     dxs = {b: layer.backward(dy) for b, layer in layers.items()}
-    # float64 sums of <= ~100 products in a different order: ~1e-14 relative.
-    np.testing.assert_allclose(ys["numba"], ys["numpy"], rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(dxs["numba"], dxs["numpy"], rtol=1e-10, atol=1e-12)
+    # float64 sums of <= ~250 products in a different order: ~1e-14 relative.
+    np.testing.assert_allclose(ys[backend], ys["numpy"], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(dxs[backend], dxs["numpy"], rtol=1e-10, atol=1e-12)
     for name in layers["numpy"].grads:
-        np.testing.assert_allclose(layers["numba"].grads[name], layers["numpy"].grads[name],
+        np.testing.assert_allclose(layers[backend].grads[name], layers["numpy"].grads[name],
                                    rtol=1e-10, atol=1e-12, err_msg=name)
 
 
@@ -99,6 +100,14 @@ def test_bad_constructor_arguments_are_named(kwargs, error, message):
     args.update(kwargs)
     with pytest.raises(error, match=message):
         Conv2d(**args)
+
+
+def test_a_device_array_given_to_a_host_backend_is_named():
+    from ..functional.checks import FakeDeviceArray
+    layer = Conv2d(2, 3, 3, backend="numba", dtype=np.float64)
+    with pytest.raises(TypeError, match=r"x is a CUDA device array, but backend 'numba' runs on "
+                                        r"the host"):
+        layer.forward(FakeDeviceArray(np.zeros((1, 2, 4, 4))))
 
 
 def test_input_smaller_than_the_kernel_is_named():

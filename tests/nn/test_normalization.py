@@ -89,9 +89,10 @@ def test_parameters_and_buffers_start_like_pytorch():
 
 @pytest.mark.parametrize("kwargs, error, message", [
     (dict(num_features=0), ValueError, r"num_features must be a positive int; received 0"),
-    (dict(eps=0.0), ValueError, r"eps must be in \(0, inf\]; received 0.0"),
+    (dict(eps=0.0), ValueError, r"eps must be finite and in \(0, inf\); received 0.0"),
+    (dict(eps=np.inf), ValueError, r"eps must be finite and in \(0, inf\); received inf"),
     (dict(eps="small"), TypeError, r"eps must be a real number; received str"),
-    (dict(momentum=1.5), ValueError, r"momentum must be in \[0, 1\]; received 1.5"),
+    (dict(momentum=1.5), ValueError, r"momentum must be finite and in \[0, 1\]; received 1.5"),
     (dict(momentum=None), TypeError, r"momentum must be a real number; received NoneType"),
     (dict(dtype=np.float16), TypeError, r"dtype must be float32 or float64"),
 ])
@@ -100,3 +101,26 @@ def test_bad_constructor_arguments_are_named(kwargs, error, message):
     args.update(kwargs)
     with pytest.raises(error, match=message):
         BatchNorm2d(**args)
+
+
+def test_a_negative_running_variance_is_named_in_eval_mode():
+    """Running statistics are buffers (loaded from checkpoints, edited in place): eval mode
+    checks them, by name, before normalising with them."""
+    layer = BatchNorm2d(3, dtype=np.float64).eval()
+    layer.buffers["running_var"][1] = -0.25
+    with pytest.raises(ValueError, match=r"running_var must be >= 0 \(a variance\); received "
+                                         r"-0.25 at index 1"):
+        layer.forward(np.ones((2, 3, 2, 2)))
+    layer.buffers["running_var"][1] = 1.0
+    layer.buffers["running_mean"][2] = np.nan
+    with pytest.raises(ValueError, match=r"running_mean contains 1 non-finite"):
+        layer.forward(np.ones((2, 3, 2, 2)))
+    layer.train().forward(np.ones((2, 3, 2, 2)))  # training mode normalises with the batch's
+
+
+def test_buffers_are_in_the_state_dict():
+    layer = BatchNorm2d(2, dtype=np.float64)
+    layer.forward(np.random.default_rng(0).standard_normal((3, 2, 2, 2)))
+    state = layer.state_dict()
+    assert sorted(state) == ["bias", "running_mean", "running_var", "weight"]
+    np.testing.assert_array_equal(state["running_mean"], layer.buffers["running_mean"])

@@ -42,8 +42,8 @@ def test_values_and_gradients(gate, n, c, h, w, reduction, seed):
     # Piecewise smooth (ReLU and hard-sigmoid kinks are met with probability ~eps); otherwise
     # as the activation tests: round-off-level agreement.
     report = gradcheck(layer, x)
-    assert {r.name for r in report.results} == {"x", "0.1.weight", "0.1.bias", "0.3.weight",
-                                                "0.3.bias"}
+    assert [r.name for r in report.results] == ["x", "excite.1.weight", "excite.1.bias",
+                                                "excite.3.weight", "excite.3.bias"]
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
@@ -57,3 +57,10 @@ def test_bad_constructor_arguments_are_named(kwargs, error, message):
     args.update(kwargs)
     with pytest.raises(error, match=message):
         SqueezeExcite(**args)
+
+
+def test_the_excite_branch_is_a_named_child():
+    layer = SqueezeExcite(16, dtype=np.float64, rng=0)
+    assert layer.named_children() == [("excite", layer.excite)]
+    assert sorted(layer.state_dict()) == ["excite.1.bias", "excite.1.weight", "excite.3.bias",
+                                          "excite.3.weight"]

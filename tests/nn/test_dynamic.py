@@ -1,4 +1,6 @@
-"""DynamicConv2d and DynamicLinear: the layer contract, gradients, cross-checks, errors."""
+"""DynamicConv2d and DynamicLinear (nn/dynamic.py): gradients, the backends against the NumPy
+reference, cross-checks, temperature, parameters, errors. (The contract every layer keeps, calls
+and caches, state dictionaries: tests/nn/test_module.py.)"""
 import re
 import warnings
 
@@ -7,11 +9,13 @@ import pytest
 from hypothesis import given, strategies as st
 
 from dynconv_np import DynamicConv2d, DynamicLinear, gradcheck
+from dynconv_np.functional import dynamic_conv2d_forward, dynamic_linear_forward
 
 from ..scipy_conv import scipy_conv2d
 from ..strategies import conv_configs, temperatures
 
 CPU_BACKENDS = ["numpy", "numba"]
+HOST_BACKENDS = ["numpy", "loops", "numba"]
 
 
 def _layer(c, k, tau, backend, dtype=np.float64, seed=0):
@@ -38,35 +42,67 @@ def test_dynamic_conv_backward_matches_finite_differences(backend, config, k, ta
     assert {r.name for r in report.results} == {"x", *layer.params}
 
 
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
 @given(n=st.integers(1, 4), features=st.integers(1, 6), out=st.integers(1, 5),
        k=st.integers(1, 4), tau=temperatures, bias=st.booleans(), seed=st.integers(0, 2**16))
-def test_dynamic_linear_backward_matches_finite_differences(n, features, out, k, tau, bias, seed):
+def test_dynamic_linear_backward_matches_finite_differences(backend, n, features, out, k, tau,
+                                                            bias, seed):
     layer = DynamicLinear(features, out, bias=bias, num_kernels=k, temperature=tau,
-                          dtype=np.float64, rng=seed)
-    gradcheck(layer, np.random.default_rng(seed).standard_normal((n, features)))
+                          backend=backend, dtype=np.float64, rng=seed)
+    report = gradcheck(layer, np.random.default_rng(seed).standard_normal((n, features)))
+    assert {r.name for r in report.results} == {"x", *layer.params}
 
 
+@pytest.mark.parametrize("backend", ["numba", "loops"])
 @pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-10), (np.float32, 2e-4)])
 @given(config=conv_configs(), k=st.integers(1, 4), tau=temperatures, seed=st.integers(0, 2**16))
-def test_numba_backend_agrees_with_numpy_reference(dtype, rtol, config, k, tau, seed):
-    """Same layer, same input, two backends: forward, dx and every parameter gradient agree.
+def test_backends_agree_with_numpy_reference(backend, dtype, rtol, config, k, tau, seed):
+    """Same layer, same input, two backends: forward, attention, dx and every parameter
+    gradient agree.
 
     float32 tolerance: sums of up to ~100 products accumulate ~1e-6 relative round-off in each
     backend, in a different order; 2e-4 of the output scale leaves a wide margin without hiding
-    an indexing error (those give O(1) differences).
+    an indexing error (those give O(1) differences). The derivation for both dtypes is in
+    tests/functional/test_dynamic_conv.py.
     """
-    layers = {b: _layer(config, k, tau, b, dtype=dtype, seed=seed) for b in CPU_BACKENDS}
+    names = ("numpy", backend)
+    layers = {b: _layer(config, k, tau, b, dtype=dtype, seed=seed) for b in names}
     x = _input(config, seed, dtype)
     outputs = {b: layer.forward(x) for b, layer in layers.items()}
+    attentions = {b: layer.attention for b, layer in layers.items()}
     dy = np.random.default_rng(seed + 1).standard_normal(outputs["numpy"].shape).astype(dtype)
     dxs = {b: layer.backward(dy) for b, layer in layers.items()}
-    pairs = [("y", outputs), ("dx", dxs)] + [
-        (name, {b: layers[b].grads[name] for b in CPU_BACKENDS}) for name in layers["numpy"].grads]
+    pairs = [("y", outputs), ("pi", attentions), ("dx", dxs)] + [
+        (name, {b: layers[b].grads[name] for b in names}) for name in layers["numpy"].grads]
     for name, values in pairs:
-        assert values["numba"].dtype == dtype, name
+        assert values[backend].dtype == dtype, name
         scale = max(1.0, float(np.abs(values["numpy"]).max()))
-        np.testing.assert_allclose(values["numba"], values["numpy"], rtol=rtol,
+        np.testing.assert_allclose(values[backend], values["numpy"], rtol=rtol,
                                    atol=rtol * scale, err_msg=name)
+
+
+@pytest.mark.parametrize("backend", ["numba", "loops"])
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-10), (np.float32, 2e-4)])
+@given(n=st.integers(1, 4), features=st.integers(1, 6), out=st.integers(1, 5),
+       k=st.integers(1, 4), tau=temperatures, bias=st.booleans(), seed=st.integers(0, 2**16))
+def test_dynamic_linear_backends_agree_with_numpy_reference(backend, dtype, rtol, n, features,
+                                                            out, k, tau, bias, seed):
+    """DynamicLinear(backend=...): the attention branch and the aggregation on each host
+    backend (tolerances: tests/functional/test_dynamic_linear.py)."""
+    layers = {b: DynamicLinear(features, out, bias=bias, num_kernels=k, temperature=tau,
+                               backend=b, dtype=dtype, rng=seed) for b in ("numpy", backend)}
+    assert layers[backend].backend == backend
+    x = np.random.default_rng(seed).standard_normal((n, features)).astype(dtype)
+    dy = np.random.default_rng(seed + 1).standard_normal((n, out)).astype(dtype)
+    results = {}
+    for b, layer in layers.items():
+        y = layer.forward(x)
+        results[b] = {"y": y, "pi": layer.attention, "dx": layer.backward(dy), **layer.grads}
+    for name, want in results["numpy"].items():
+        got = results[backend][name]
+        assert got.dtype == dtype, name
+        scale = max(1.0, float(np.abs(want).max()))
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * scale, err_msg=name)
 
 
 @given(config=conv_configs(), seed=st.integers(0, 2**16))
@@ -99,7 +135,9 @@ def test_temperature_limits_uniform_and_one_hot():
     np.testing.assert_allclose(layer.attention, 0.25, atol=1e-5)
     layer.temperature = 1e-6
     layer.forward(x)
-    logits = layer._cache["stages"][1][3]["pi"]  # noqa: the softmax cache holds pi
+    p = layer.params
+    hidden = np.maximum(x.mean(axis=(2, 3)) @ p["fc1_weight"].T + p["fc1_bias"], 0)
+    logits = hidden @ p["fc2_weight"].T + p["fc2_bias"]
     np.testing.assert_array_equal(layer.attention, np.eye(4)[np.argmax(logits, axis=1)])
 
 
@@ -126,6 +164,20 @@ def test_same_seed_same_parameters():
     a, b = DynamicConv2d(4, 4, 3, rng=7), DynamicConv2d(4, 4, 3, rng=7)
     for name in a.params:
         np.testing.assert_array_equal(a.params[name], b.params[name])
+
+
+def test_temperature_is_kept_within_the_dtype_range():
+    """At least the dtype's smallest normal (the softmax divides by it); the state scalar."""
+    layer = DynamicConv2d(2, 3, 1, backend="numpy", dtype=np.float32, rng=0)
+    tiny = float(np.finfo(np.float32).tiny)
+    layer.temperature = tiny
+    assert layer.temperature == tiny and layer.state_scalars() == {"temperature": tiny}
+    with pytest.raises(ValueError, match=r"below the smallest normal float32"):
+        layer.temperature = tiny / 2
+    assert layer.temperature == tiny
+    with pytest.raises(ValueError, match=r"below the smallest normal float32"):
+        DynamicLinear(2, 3, temperature=1e-39)
+    DynamicLinear(2, 3, temperature=1e-39, dtype=np.float64)  # a normal float64
 
 
 def test_grads_accumulate_and_zero_grad_resets():
@@ -156,7 +208,7 @@ def test_output_keeps_dtype_and_input_is_untouched(dtype):
 
 def test_layer_errors_name_the_problem():
     layer = DynamicConv2d(2, 3, 3, backend="numpy", rng=0)
-    with pytest.raises(ValueError, match="backward called before forward"):
+    with pytest.raises(ValueError, match="backward called without a matching forward"):
         layer.backward(np.zeros((1, 3, 2, 2), np.float32))
     with pytest.raises(ValueError, match="x must have 2 channels/features on axis 1"):
         layer.forward(np.zeros((1, 5, 4, 4), np.float32))
@@ -164,10 +216,10 @@ def test_layer_errors_name_the_problem():
                                         "are float32"):
         layer.forward(np.zeros((1, 2, 4, 4)))
     layer.forward(np.zeros((1, 2, 4, 4), np.float32))
-    with pytest.raises(ValueError, match=r"dy must have the shape of the last output "
+    with pytest.raises(ValueError, match=r"dy must have the shape of the forward output "
                                          r"\(1, 3, 2, 2\); received \(1, 3, 2, 3\)"):
         layer.backward(np.zeros((1, 3, 2, 3), np.float32))
-    with pytest.raises(TypeError, match="dy must have the dtype of the last output"):
+    with pytest.raises(TypeError, match="dy must have the dtype of the forward output"):
         layer.backward(np.zeros((1, 3, 2, 2), np.float64))
     with pytest.raises(ValueError, match="temperature"):
         layer.temperature = 0.0
@@ -182,6 +234,11 @@ def test_layer_errors_name_the_problem():
         DynamicConv2d(3, 4, 3, backend="torch")
     with pytest.raises(ValueError, match="kernel height .* larger than the padded input"):
         DynamicConv2d(2, 3, 5, backend="numpy").forward(np.zeros((1, 2, 3, 3), np.float32))
+    with pytest.raises(ValueError, match="DynamicLinear runs on a host backend .*received "
+                                         "backend='cuda'"):
+        DynamicLinear(3, 4, backend="cuda")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        DynamicLinear(3, 4, backend="torch")
 
 
 def test_non_finite_input_and_upstream_gradient_are_located():
@@ -199,6 +256,14 @@ def test_non_finite_input_and_upstream_gradient_are_located():
         layer.backward(dy)
 
 
+def _dynamic(layer_kind):
+    if layer_kind == "conv":
+        return (DynamicConv2d(4, 6, 3, padding=1, num_kernels=3, min_hidden=2, backend="numpy",
+                              dtype=np.float64, rng=0), np.zeros((2, 4, 5, 5)))
+    return (DynamicLinear(4, 6, num_kernels=3, min_hidden=2, backend="numpy", dtype=np.float64,
+                          rng=0), np.zeros((2, 4)))
+
+
 @pytest.mark.parametrize("layer_kind", ["conv", "linear"])
 @pytest.mark.parametrize("name, value, error, message", [
     ("fc1_weight", np.zeros((2, 5)), ValueError,
@@ -211,35 +276,45 @@ def test_non_finite_input_and_upstream_gradient_are_located():
     ("bias", np.zeros((3, 7)), ValueError, r"bias must have shape"),
 ])
 def test_a_bad_parameter_is_named_by_the_dynamic_layers(layer_kind, name, value, error, message):
-    """The composed forward checks every parameter once, by name, before any stage runs (the
-    stages then skip their own checks): a replaced parameter is reported as itself."""
-    if layer_kind == "conv":
-        layer = DynamicConv2d(4, 6, 3, padding=1, num_kernels=3, min_hidden=2,
-                              backend="numpy", dtype=np.float64, rng=0)
-        x = np.zeros((2, 4, 5, 5))
+    """A parameter of another shape or dtype is refused when it is assigned, naming it, and the
+    old one is kept; the same array in a params dict given to the functional forward (the
+    check the layer's forward runs too, once, by name, before any stage) is named by it; a
+    value made non-finite in place is named by the layer's forward."""
+    layer, x = _dynamic(layer_kind)
+    functional = {"conv": lambda p: dynamic_conv2d_forward(x, p, 1.0, padding=1, backend="numpy"),
+                  "linear": lambda p: dynamic_linear_forward(x, p, 1.0, backend="numpy")}
+    old = layer.params[name]
+    if value.shape == old.shape and value.dtype == old.dtype:
+        layer.params[name][...] = value  # in place: the layer's forward must find it
+        with pytest.raises(error, match=message):
+            layer.forward(x)
     else:
-        layer = DynamicLinear(4, 6, num_kernels=3, min_hidden=2, dtype=np.float64, rng=0)
-        x = np.zeros((2, 4))
-    layer.params[name] = value
+        with pytest.raises(ValueError, match=rf"params\['{name}'\] of {type(layer).__name__} "
+                                             rf"must be float64 {re.escape(str(old.shape))}"):
+            layer.params[name] = value
+        assert layer.params[name] is old
     with pytest.raises(error, match=message):
-        layer.forward(x)
+        functional[layer_kind](dict(layer.params, **{name: value}))
 
 
 @pytest.mark.parametrize("name", ["weight", "bias"])
 def test_kernels_of_another_dtype_than_x_are_named(name):
     layer = DynamicConv2d(2, 3, 3, padding=1, backend="numpy", dtype=np.float64, rng=0)
-    layer.params[name] = layer.params[name].astype(np.float32)
+    with pytest.raises(ValueError, match=rf"params\['{name}'\] of DynamicConv2d must be float64"):
+        layer.params[name] = layer.params[name].astype(np.float32)
+    params = dict(layer.params, **{name: layer.params[name].astype(np.float32)})
     with pytest.raises(TypeError, match=rf"mixed dtypes.*x=float64, .*{name}=float32"):
-        layer.forward(np.zeros((1, 2, 4, 4)))
+        dynamic_conv2d_forward(np.zeros((1, 2, 4, 4)), params, 1.0, padding=1, backend="numpy")
 
 
-@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_every_non_finite_upstream_gradient_is_caught(backend, bias, bad):
     """With a bias, dy is screened through its per-plane sums (the bias gradient); without,
-    scanned. Either way one bad element anywhere is reported, nothing is accumulated, and no
-    NumPy warning comes before the error."""
+    scanned. Either way one bad element anywhere is reported, nothing is accumulated, no
+    NumPy warning comes before the error, and the forward call is still there for a valid dy
+    (as for every layer: a refused dy consumes no call)."""
     layer = DynamicConv2d(2, 3, 3, padding=1, bias=bias, backend=backend, dtype=np.float32,
                           rng=0)
     rng = np.random.default_rng(2)
@@ -256,9 +331,13 @@ def test_every_non_finite_upstream_gradient_is_caught(backend, bias, bad):
                                                  rf"{re.escape(str(index))}"):
                 layer.backward(dy)
         assert not any(grad.any() for grad in layer.grads.values())
+        dy[index] = 0
+        assert np.isfinite(layer.backward(dy)).all()
+        with pytest.raises(ValueError, match=r"without a matching forward"):
+            layer.backward(dy)
 
 
-@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_every_non_finite_input_is_caught_through_the_pooled_means(backend, bad):
     """The layer screens x through its channel means: one bad element anywhere (here at
@@ -282,18 +361,3 @@ def test_finite_input_whose_channel_mean_overflows_is_rejected():
     with pytest.raises(ValueError, match=r"the mean of x\[0, 0\] over \(H, W\) is inf .*"
                                          r"overflows float32"):
         layer.forward(x)
-
-
-def test_functional_dynamic_conv_checks_its_own_arrays():
-    from dynconv_np.functional import dynamic_conv2d_backward, dynamic_conv2d_forward
-    layer = DynamicConv2d(2, 3, 3, padding=1, backend="numpy", dtype=np.float64, rng=0)
-    x = np.ones((1, 2, 4, 4))
-    x[0, 1, 1, 1] = np.inf
-    with pytest.raises(ValueError, match=r"x contains 1 non-finite"):
-        dynamic_conv2d_forward(x, layer.params, 1.0, padding=1, backend="numpy")
-    y, cache = dynamic_conv2d_forward(np.ones((1, 2, 4, 4)), layer.params, 1.0, padding=1,
-                                      backend="numpy")
-    dy = np.zeros_like(y)
-    dy[0, 1] = np.nan
-    with pytest.raises(ValueError, match=r"dy contains 16 non-finite"):
-        dynamic_conv2d_backward(dy, cache)
