@@ -10,6 +10,7 @@ Backward passes check their upstream gradients against the forward's outputs: a 
 records, in its cache, the stage's name and the shape and dtype of each output
 (``stage_cache``), and its backward calls ``check_upstream`` before doing any work.
 """
+import math
 import numbers
 
 import numpy as np
@@ -28,14 +29,21 @@ def is_device_array(a):
     return hasattr(a, "__cuda_array_interface__") or bool(getattr(a, "__cuda_ndarray__", False))
 
 
-def check_float_array(a, name, ndim=None, finite=True):
+def check_float_array(a, name, ndim=None, finite=True, host=False):
     """Validate a floating array: type, ndim, dtype float32/float64, and (host arrays) finiteness.
 
     Device arrays (anything with ``__cuda_array_interface__``) are checked by shape and dtype
-    only, since reading their values would cost a host round trip.
+    only, since reading their values would cost a host round trip; ``host=True`` (a stage that
+    computes with NumPy only) refuses them, naming ``name``.
     """
+    if host and is_device_array(a):
+        raise TypeError(f"{name} is a CUDA device array, but this computation runs on the host "
+                        f"(NumPy); copy it to the host first; received {type(a).__name__}")
     if not is_host_array(a) and not is_device_array(a):
         raise TypeError(f"{name} must be a numpy.ndarray (or a CUDA device array); "
+                        f"received {type(a).__name__}")
+    if not is_host_array(a) and not (hasattr(a, "shape") and hasattr(a, "dtype")):
+        raise TypeError(f"{name} is a CUDA device array without shape/dtype attributes; "
                         f"received {type(a).__name__}")
     if ndim is not None and len(a.shape) != ndim:
         raise ValueError(f"{name} must be {ndim}-D; received shape {tuple(a.shape)} ({len(a.shape)}-D)")
@@ -47,12 +55,14 @@ def check_float_array(a, name, ndim=None, finite=True):
 
 
 def check_float_dtype(dtype, name="dtype"):
-    """A dtype argument -> np.dtype float32 or float64, else TypeError (``"flaot32"`` too)."""
+    """A dtype argument -> np.dtype float32 or float64, else TypeError (``"flaot32"`` too;
+    None too, which ``np.dtype`` would silently read as float64)."""
     try:
-        resolved = np.dtype(dtype)
+        resolved = None if dtype is None else np.dtype(dtype)
     except (TypeError, ValueError):
         resolved = None
-    if resolved not in FLOAT_DTYPES:
+    # ``None in FLOAT_DTYPES`` is True (np.dtype(None) is float64): test for None first
+    if resolved is None or resolved not in FLOAT_DTYPES:
         raise TypeError(f"{name} must be float32 or float64; received {dtype!r}")
     return resolved
 
@@ -69,7 +79,12 @@ def check_finite(a, name):
 
 
 def check_same_dtype(**arrays):
-    """All named arrays (None ones skipped) must share one dtype; raise TypeError naming them."""
+    """All named arrays (None ones skipped) must share one dtype; raise TypeError naming them
+    (and naming any that is no array at all)."""
+    for name, a in arrays.items():
+        if a is not None and not is_host_array(a) and not is_device_array(a):
+            raise TypeError(f"{name} must be a numpy.ndarray (or a CUDA device array); "
+                            f"received {type(a).__name__}")
     present = {name: np.dtype(a.dtype) for name, a in arrays.items() if a is not None}
     if len(set(present.values())) > 1:
         listing = ", ".join(f"{name}={dtype}" for name, dtype in present.items())
@@ -111,7 +126,7 @@ def check_real(value, name, low, high=np.inf, low_open=False, high_open=False):
         raise TypeError(f"{name} must be a real number; received {type(value).__name__}")
     below = value <= low if low_open else value < low
     above = value >= high if high_open else value > high
-    if not np.isfinite(value) or below or above:
+    if not _finite(value) or below or above:
         closing = ")" if high_open or high == np.inf else "]"
         interval = f"{'(' if low_open else '['}{low}, {high}{closing}"
         raise ValueError(f"{name} must be finite and in {interval}; received {value!r}")
@@ -123,13 +138,27 @@ def check_temperature(tau, dtype=None):
     ``dtype``, at least that dtype's smallest normal number (so that 1 / tau is finite)."""
     if isinstance(tau, bool) or not isinstance(tau, numbers.Real):
         raise TypeError(f"temperature (tau) must be a real number; received {type(tau).__name__}")
-    if not np.isfinite(tau) or tau <= 0:
+    if not _finite(tau) or tau <= 0:
         raise ValueError(f"temperature (tau) must be finite and > 0; received {tau!r}")
-    if dtype is not None and tau < np.finfo(dtype).tiny:
-        raise ValueError(f"temperature (tau) = {tau!r} is below the smallest normal "
-                         f"{np.dtype(dtype)} ({np.finfo(dtype).tiny:.3g}); the usable range is "
-                         f"[{np.finfo(dtype).tiny:.3g}, inf)")
+    if dtype is not None:
+        info = np.finfo(dtype)
+        usable = f"the usable range for {np.dtype(dtype)} is [{info.tiny:.3g}, {info.max:.3g}]"
+        if tau < info.tiny:
+            raise ValueError(f"temperature (tau) = {tau!r} is below the smallest normal "
+                             f"{np.dtype(dtype)} ({info.tiny:.3g}): 1 / tau would overflow; "
+                             f"{usable}")
+        if tau > info.max:
+            raise ValueError(f"temperature (tau) = {tau!r} is above the largest "
+                             f"{np.dtype(dtype)} ({info.max:.3g}); {usable}")
     return float(tau)
+
+
+def _finite(value):
+    """math.isfinite for any real, an int too large for a float (10**400) included (False)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _is_int(value):
@@ -175,8 +204,13 @@ def check_upstream(cache, stage, finite=True, **grads):
         received = cache.get("stage") if isinstance(cache, dict) else type(cache).__name__
         raise TypeError(f"cache must be the cache returned by {stage}_forward; received "
                         f"{received!r}")
+    outputs = cache.get("outputs")
+    if not isinstance(outputs, tuple) or len(outputs) != len(grads):
+        raise TypeError(f"cache must be the cache returned by {stage}_forward, unchanged; "
+                        f"received a dict whose 'outputs' entry is {outputs!r}")
+    on_device = _cache_on_device(cache)
     checked = []
-    for (name, grad), spec in zip(grads.items(), cache["outputs"]):
+    for (name, grad), spec in zip(grads.items(), outputs):
         if spec is None:
             if grad is not None:
                 raise ValueError(f"{name} must be None: the forward pass produced no such output "
@@ -188,6 +222,10 @@ def check_upstream(cache, stage, finite=True, **grads):
             raise ValueError(f"{name} must be an array of shape {shape} (the forward output's); "
                              "received None")
         check_float_array(grad, name, finite=False)
+        if is_device_array(grad) and not on_device:
+            raise TypeError(f"{name} is a CUDA device array, but the forward pass ran on a host "
+                            "backend; copy it to the host first (or run the forward with "
+                            "backend='cuda')")
         if tuple(grad.shape) != shape:
             raise ValueError(f"{name} must have the shape of the forward output {shape}; "
                              f"received {tuple(grad.shape)}")
@@ -198,6 +236,18 @@ def check_upstream(cache, stage, finite=True, **grads):
             check_finite(grad, name)
         checked.append(contiguous(grad))
     return checked[0] if len(checked) == 1 else tuple(checked)
+
+
+def _cache_on_device(cache):
+    """True when the forward that made ``cache`` ran on a device backend (its cache, or a
+    layer's wrapped cache, names the backend module); every other stage computes on the host."""
+    from .backends import runs_on_device
+    for inner in (cache, cache.get("cache")):
+        module = inner.get("backend") if isinstance(inner, dict) else None
+        if module is not None and getattr(module, "NAME", None) is not None and \
+                runs_on_device(module):
+            return True
+    return False
 
 
 def contiguous(a):

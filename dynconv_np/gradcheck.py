@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._validation import _is_int, check_real
+
 DEFAULT_EPS = {"central": 1e-6, "complex": 1e-20, "directional": 1e-6}
 
 
@@ -106,9 +108,8 @@ def gradcheck(target, inputs, backward=None, *, mode="central", eps=None, atol=1
     max_elements : check at most this many randomly chosen elements per input (None: all).
     raise_exception : raise GradcheckError on failure (else only report it).
     """
-    if mode not in DEFAULT_EPS:
-        raise ValueError(f"mode must be one of {sorted(DEFAULT_EPS)}; received {mode!r}")
-    eps = DEFAULT_EPS[mode] if eps is None else float(eps)
+    eps, atol, rtol = _check_options(target, backward, mode, eps, atol, rtol, seed,
+                                     max_elements, raise_exception)
     rng = np.random.default_rng(seed)
     problem = _LayerProblem(target, inputs) if backward is None else \
         _FunctionProblem(target, backward, inputs)
@@ -128,6 +129,33 @@ def gradcheck(target, inputs, backward=None, *, mode="central", eps=None, atol=1
     return report
 
 
+def _check_options(target, backward, mode, eps, atol, rtol, seed, max_elements,
+                   raise_exception):
+    """gradcheck's own arguments, each by name -> (eps, atol, rtol) as floats."""
+    if not isinstance(mode, str) or mode not in DEFAULT_EPS:
+        raise ValueError(f"mode must be one of {sorted(DEFAULT_EPS)}; received {mode!r}")
+    if backward is not None and not callable(backward):
+        raise TypeError(f"backward must be a function backward(dout, cache) -> gradients (or "
+                        f"None for a layer target); received {type(backward).__name__}")
+    if backward is not None and not callable(target):
+        raise TypeError(f"target must be a forward function when backward is given; received "
+                        f"{type(target).__name__}")
+    if backward is None and mode == "complex":
+        raise ValueError("mode='complex' needs a function target whose forward accepts "
+                         "complex arrays (layers validate float dtypes); use 'central'")
+    eps = DEFAULT_EPS[mode] if eps is None else check_real(eps, "eps", low=0, low_open=True)
+    atol = check_real(atol, "atol", low=0)
+    rtol = check_real(rtol, "rtol", low=0)
+    if seed is not None and (not _is_int(seed) or seed < 0):
+        raise TypeError(f"seed must be None or a non-negative int; received {seed!r}")
+    if max_elements is not None and (not _is_int(max_elements) or max_elements < 1):
+        raise ValueError(f"max_elements must be None or a positive int; received "
+                         f"{max_elements!r}")
+    if not isinstance(raise_exception, (bool, np.bool_)):
+        raise TypeError(f"raise_exception must be True or False; received {raise_exception!r}")
+    return eps, atol, rtol
+
+
 def _failure_message(report):
     bad = [r for r in report.results if not r.passed]
     first = bad[0]
@@ -138,10 +166,17 @@ def _failure_message(report):
 
 
 def _require_float64(name, array):
+    """A finite float64 host array (finite differences in float32 are accurate to about 1e-3
+    only; a NaN would make every comparison meaningless)."""
     if not isinstance(array, np.ndarray) or array.dtype != np.float64:
+        received = f"dtype {array.dtype}" if isinstance(array, np.ndarray) else \
+            type(array).__name__
         raise TypeError(f"gradcheck needs float64 arrays (finite differences in float32 are "
-                        f"accurate to about 1e-3 only); {name} has "
-                        f"{getattr(array, 'dtype', type(array).__name__)}")
+                        f"accurate to about 1e-3 only); {name} must be a float64 "
+                        f"numpy.ndarray; received {received}")
+    if not np.isfinite(array).all():
+        raise ValueError(f"gradcheck needs finite inputs; {name} contains "
+                         f"{int(np.sum(~np.isfinite(array)))} NaN or inf value(s)")
 
 
 class _FunctionProblem:
@@ -149,9 +184,13 @@ class _FunctionProblem:
 
     def __init__(self, forward, backward, inputs):
         if not isinstance(inputs, dict) or not inputs:
+            received = "an empty dict" if isinstance(inputs, dict) else type(inputs).__name__
             raise TypeError("inputs must be a non-empty dict name -> float64 array when a "
-                            f"backward function is given; received {type(inputs).__name__}")
+                            f"backward function is given; received {received}")
         for name, array in inputs.items():
+            if not isinstance(name, str) or not name.isidentifier():
+                raise TypeError(f"inputs' keys must be the forward's argument names (str); "
+                                f"received {name!r}")
             _require_float64(name, array)
         self.forward, self.backward = forward, backward
         self.arrays = {name: array.copy() for name, array in inputs.items()}
@@ -182,6 +221,10 @@ class _LayerProblem:
     """L(x, params) = sum(layer.forward(x) * G) for an object with forward/backward/params/grads."""
 
     def __init__(self, layer, x):
+        if callable(layer) and not hasattr(layer, "params"):
+            raise TypeError(f"target {getattr(layer, '__name__', type(layer).__name__)} is a "
+                            "function: pass backward=... too (or a layer, with forward/"
+                            "backward/params/grads)")
         for attribute in ("forward", "backward", "params", "grads"):
             if not hasattr(layer, attribute):
                 raise TypeError(f"target must be a function (with backward=...) or a layer with "

@@ -135,7 +135,7 @@ def test_mnist_label_count_mismatch_is_named(tmp_path):
     _write_mnist(tmp_path, gz=True)
     with gzip.open(tmp_path / "train-labels-idx1-ubyte.gz", "wb") as handle:
         handle.write(_idx_bytes(np.arange(5)))
-    with pytest.raises(DataFileError, match=r"train-labels-idx1-ubyte .*one label per image \(6,\)"):
+    with pytest.raises(DataFileError, match=r"train-labels-idx1-ubyte.gz: expected one label per image \(6,\)"):
         load_mnist(str(tmp_path))
 
 
@@ -217,3 +217,193 @@ def test_load_dataset_errors(tmp_path):
         load_dataset("cifar10", str(tmp_path / "nowhere"))
     with pytest.raises(TypeError, match="dtype must be float32 or float64"):
         load_digits(dtype=np.int32)
+
+
+# -- damaged gzip streams, empty splits, bad labels, Python 3 pickles ---------------------------
+
+def _gzip_bytes(data):
+    return gzip.compress(data, mtime=0)
+
+
+GZIP_DAMAGE = {
+    "truncated": lambda gz: gz[:len(gz) // 2],
+    "garbage": lambda gz: b"\x8b\x1f this is not gzip at all",
+    # the first deflate byte made an invalid block type (zlib.error, not an OSError)
+    "corrupt deflate body": lambda gz: _gzip_bytes(gzip.decompress(gz))[:10] + b"\xff"
+    + _gzip_bytes(gzip.decompress(gz))[11:],
+    "bad CRC": lambda gz: gz[:-8] + bytes([gz[-8] ^ 0xff]) + gz[-7:],
+    "empty file": lambda gz: b"",
+}
+
+
+@pytest.mark.parametrize("damage", list(GZIP_DAMAGE))
+def test_mnist_damaged_gzip_names_the_file(tmp_path, damage):
+    _write_mnist(tmp_path, gz=True)
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    path.write_bytes(GZIP_DAMAGE[damage](path.read_bytes()))
+    with pytest.raises(DataFileError, match=r"train-images-idx3-ubyte\.gz: "):
+        load_mnist(str(tmp_path))
+
+
+@pytest.mark.parametrize("damage", list(GZIP_DAMAGE))
+def test_digits_damaged_gzip_names_the_file(tmp_path, damage):
+    rows = np.zeros((40, 65), dtype=int)
+    rows[:, 64] = np.arange(40) % 10
+    text = "\n".join(",".join(map(str, row)) for row in rows).encode("ascii")
+    path = tmp_path / "digits.csv.gz"
+    path.write_bytes(GZIP_DAMAGE[damage](_gzip_bytes(text)))
+    with pytest.raises(DataFileError, match=r"digits\.csv\.gz: "):
+        load_digits(path=str(path))
+
+
+@pytest.mark.parametrize("split", ["train", "t10k"])
+@pytest.mark.parametrize("shape", [(0, 5, 7), (3, 0, 7)])
+def test_mnist_empty_split_names_the_file(tmp_path, split, shape):
+    _write_mnist(tmp_path, gz=False)
+    (tmp_path / f"{split}-images-idx3-ubyte").write_bytes(_idx_bytes(np.zeros(shape)))
+    (tmp_path / f"{split}-labels-idx1-ubyte").write_bytes(_idx_bytes(np.zeros(shape[0])))
+    with pytest.raises(DataFileError, match=rf"{split}-images-idx3-ubyte: .*empty"):
+        load_mnist(str(tmp_path))
+
+
+def test_digits_empty_file_and_empty_split_are_named(tmp_path):
+    path = tmp_path / "digits.csv.gz"
+    path.write_bytes(_gzip_bytes(b""))
+    with pytest.raises(DataFileError, match=r"digits\.csv\.gz: .*no images"):
+        load_digits(path=str(path))
+    rows = np.zeros((10, 65), dtype=int)
+    rows[:, 64] = np.arange(10)  # one image per class: 25 % of one image rounds to none
+    path.write_bytes(_gzip_bytes("\n".join(",".join(map(str, r)) for r in rows).encode()))
+    with pytest.raises(DataFileError, match=r"digits\.csv\.gz: .*test split empty"):
+        load_digits(path=str(path))
+
+
+@pytest.mark.parametrize("label", [10, 255])
+def test_mnist_label_out_of_range_is_named(tmp_path, label):
+    _write_mnist(tmp_path, gz=False)
+    labels = np.arange(4) % 10
+    labels[2] = label
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(_idx_bytes(labels))
+    with pytest.raises(DataFileError, match=rf"t10k-labels-idx1-ubyte: labels must be integers "
+                                            rf"in 0\.\.9.*label 2 is {label}"):
+        load_mnist(str(tmp_path))
+
+
+@pytest.mark.parametrize("label", ["10", "-1"])
+def test_digits_label_out_of_range_is_named(tmp_path, label):
+    rows = [",".join(["0"] * 64 + [str(i % 10)]) for i in range(40)]
+    rows[7] = ",".join(["0"] * 64 + [label])
+    path = tmp_path / "digits.csv.gz"
+    path.write_bytes(_gzip_bytes("\n".join(rows).encode()))
+    with pytest.raises(DataFileError, match=rf"digits\.csv\.gz: label column: labels must be "
+                                            rf"integers in 0\.\.9.*label 7 is {label}"):
+        load_digits(path=str(path))
+
+
+def test_digits_non_integer_label_is_named(tmp_path):
+    rows = [",".join(["0"] * 64 + [str(i % 10)]) for i in range(40)]
+    rows[3] = ",".join(["0"] * 64 + ["2.5"])
+    path = tmp_path / "digits.csv.gz"
+    path.write_bytes(_gzip_bytes("\n".join(rows).encode()))
+    with pytest.raises(DataFileError, match=r"digits\.csv\.gz: expected a gzipped CSV of 65 "
+                                            r"integers"):
+        load_digits(path=str(path))
+
+
+@pytest.mark.parametrize("labels, match", [
+    ([0, 1, 10], r"label 2 is 10"),
+    ([0, -1, 2], r"label 1 is -1"),
+    ([0, 1.5, 2], r"label 1 is 1\.5, not an integer"),
+    ([0, float("nan"), 2], r"label 1 is nan, not an integer"),
+    (["0", "1", "2"], r"dtype <U1"),
+    ([0, None, 2], r"dtype object"),
+    ([True, False, True], r"dtype bool"),
+    ([0, [1], 2], r"labels must be a list of integers|dtype object"),
+    ([0, 1], r"one label per image \(3,\)"),
+    (np.array([[0, 1, 2]]), r"one label per image \(3,\)"),
+])
+def test_cifar10_bad_labels_are_named(tmp_path, labels, match):
+    _write_cifar(tmp_path)
+    with open(tmp_path / "data_batch_3", "wb") as handle:
+        pickle.dump({b"data": np.zeros((3, 3072), np.uint8), b"labels": labels}, handle)
+    with pytest.raises(DataFileError, match=r"data_batch_3: .*" + match):
+        load_cifar10(str(tmp_path))
+
+
+def test_cifar10_integral_float_labels_are_integers(tmp_path):
+    batches = _write_cifar(tmp_path)
+    with open(tmp_path / "test_batch", "wb") as handle:
+        pickle.dump({b"data": batches["test_batch"][b"data"],
+                     b"labels": np.array(batches["test_batch"][b"labels"], np.float32)}, handle)
+    data = load_cifar10(str(tmp_path))
+    assert data.y_test.dtype == np.int64
+    np.testing.assert_array_equal(data.y_test, batches["test_batch"][b"labels"])
+
+
+def test_cifar10_empty_batch_is_named(tmp_path):
+    _write_cifar(tmp_path)
+    with open(tmp_path / "data_batch_5", "wb") as handle:
+        pickle.dump({b"data": np.zeros((0, 3072), np.uint8), b"labels": []}, handle)
+    with pytest.raises(DataFileError, match=r"data_batch_5: .*holds no images"):
+        load_cifar10(str(tmp_path))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty file", "data a list"])
+def test_cifar10_damaged_batch_is_named(tmp_path, damage):
+    _write_cifar(tmp_path)
+    path = tmp_path / "data_batch_1"
+    if damage == "data a list":
+        with open(path, "wb") as handle:
+            pickle.dump({"data": [[0] * 3072] * 3, "labels": [0, 1, 2]}, handle)
+    else:
+        raw = path.read_bytes()
+        path.write_bytes(raw[:len(raw) // 2] if damage == "truncated" else b"")
+    with pytest.raises(DataFileError, match=r"data_batch_1: expected a pickled dict"):
+        load_cifar10(str(tmp_path))
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+@pytest.mark.parametrize("keys", ["str", "bytes"])
+@pytest.mark.parametrize("labels_as", ["list", "array"])
+def test_cifar10_python3_pickles_any_protocol(tmp_path, protocol, keys, labels_as):
+    """Batches pickled by Python 3 (str keys, protocols 2 to 5) load like the originals."""
+    reference = _write_cifar(tmp_path)
+    expected = load_cifar10(str(tmp_path))
+    for name, batch in reference.items():
+        labels = batch[b"labels"] if labels_as == "list" else np.array(batch[b"labels"])
+        content = {"data": batch[b"data"], "labels": labels, "batch_label": "x"}
+        if keys == "bytes":
+            content = {k.encode(): v for k, v in content.items()}
+        with open(tmp_path / name, "wb") as handle:
+            pickle.dump(content, handle, protocol=protocol)
+    data = load_cifar10(str(tmp_path))
+    np.testing.assert_array_equal(data.x_train, expected.x_train)
+    np.testing.assert_array_equal(data.y_test, expected.y_test)
+    assert data.y_train.dtype == np.int64
+
+
+def test_cifar10_missing_labels_key_is_named(tmp_path):
+    _write_cifar(tmp_path)
+    with open(tmp_path / "test_batch", "wb") as handle:
+        pickle.dump({"data": np.zeros((3, 3072), np.uint8), "fine_labels": [0, 1, 2]}, handle)
+    with pytest.raises(DataFileError, match=r"test_batch: expected .*received \['data', "
+                                            r"'fine_labels'\]"):
+        load_cifar10(str(tmp_path))
+
+
+def test_loaders_accept_path_objects_and_name_bad_arguments(tmp_path):
+    _write_mnist(tmp_path, gz=True)
+    assert load_mnist(tmp_path).x_train.shape == (6, 1, 5, 7)  # a pathlib.Path works
+    assert read_idx(tmp_path / "t10k-labels-idx1-ubyte.gz").shape == (4,)
+    with pytest.raises(TypeError, match=r"data_dir must be a str or os\.PathLike path; "
+                                        r"received int"):
+        load_dataset("mnist", 3)
+    with pytest.raises(TypeError, match="dtype must be float32 or float64; received None"):
+        load_mnist(tmp_path, dtype=None)
+    with pytest.raises(ValueError, match=r"test_fraction must be a number in \(0, 1\); "
+                                         r"received '0\.25'"):
+        load_digits(test_fraction="0.25")
+    with pytest.raises(TypeError, match=r"seed must be a non-negative int; received -1"):
+        load_digits(seed=-1)
+    with pytest.raises(ValueError, match=r"dataset must be one of .*received \['mnist'\]"):
+        load_dataset(["mnist"])
