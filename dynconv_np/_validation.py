@@ -54,6 +54,23 @@ def check_float_array(a, name, ndim=None, finite=True, host=False):
     return a
 
 
+# Largest array (elements) a public function will allocate for an output, a padded input or a
+# parameter: a typo in padding or kernel_size must fail with a message naming it, not by
+# allocating (or trying to allocate) tens of gigabytes.
+MAX_ELEMENTS = 2 ** 31
+
+
+def check_size(shape, what, culprits):
+    """ValueError when an array of ``shape`` (``what``) would exceed MAX_ELEMENTS elements;
+    the message names ``culprits``, the arguments that set the size."""
+    elements = 1
+    for extent in shape:
+        elements *= int(extent)
+    if elements > MAX_ELEMENTS:
+        raise ValueError(f"{what} would have shape {tuple(int(e) for e in shape)} ({elements:.3g} "
+                         f"elements, more than the limit {MAX_ELEMENTS:.3g}); check {culprits}")
+
+
 def check_float_dtype(dtype, name="dtype"):
     """A dtype argument -> np.dtype float32 or float64, else TypeError (``"flaot32"`` too;
     None too, which ``np.dtype`` would silently read as float64)."""

@@ -17,8 +17,7 @@ wrong length, absurd sizes, missing keys of a params dict, foreign caches.
 values, backend numpy/loops/numba) and one corruption; ``test_every_corruption_of`` runs every
 corruption of the entry once. Both require a ValueError or TypeError (raised by dynconv_np, not
 by NumPy or Numba internals) whose message names the argument, and the other arguments left
-unchanged. Corruptions that fail today outside the files of this change are listed in
-``KNOWN_FAILS`` and run as strict xfails (``test_known_failure``), so that fixing one is noticed.
+unchanged.
 
 The other tests: read-only, Fortran-order, negative-stride and strided inputs give the result
 of C-contiguous copies and are never modified (functional pairs on backends numpy, loops and
@@ -28,8 +27,7 @@ a fake ``__cuda_array_interface__`` object on a host backend is refused by name;
 outside the dtype's range is refused naming the usable range; absurd padding is refused.
 
 Bad-input cases drawn per run: 97 entries x 30 hypothesis examples = 2910, plus the
-exhaustive sweep of 3765 (entry, corruption) pairs (98 of them known
-failures, run as strict xfails): 6675 in all
+exhaustive sweep of 3765 (entry, corruption) pairs: 6675 in all
 (``test_case_count_in_docstring`` keeps these numbers true).
 """
 import re
@@ -777,71 +775,6 @@ register("train.apply_temperature", scalar_bads("model", MODEL) + tau_bads("tau"
 
 ENTRY = {entry.name: entry for entry in ENTRIES}
 
-# -- what fails today, outside the files of this change (see the report) ----------------------
-# (entry regex, corruption regex, reason): strict xfails, so that a fix is noticed.
-_DEVICE = r".*: a CUDA device array on a host backend"
-_HOST_ONLY = ("relu|relu6|hardsigmoid|hardswish|sigmoid|softmax|flatten|dropout|linear|"
-              "per_sample_linear|channel_scale|batchnorm2d_train|batchnorm2d_eval|max_pool2d|"
-              "avg_pool2d|attention")
-KNOWN_FAILS = [
-    # a CUDA device array where only host arrays work
-    (rf"F\.({_HOST_ONLY})_forward", _DEVICE,
-     "functional/*: a host-only stage checks its arrays with check_float_array, which accepts "
-     "device arrays (for the stages that run on 'cuda'), and no check_placement follows: NumPy "
-     "then fails on the object (AttributeError, UFuncTypeError, a message that names nothing). "
-     "Fix: check_float_array(..., host=True) in these stages"),
-    (r"F\.aggregate_kernels_forward", r"(weight|bias)" + _DEVICE,
-     "functional/aggregation.py: check_placement(module, pi=pi) checks pi only; a device weight "
-     "or bias reaches the numba/numpy backend (AttributeError 'reshape', a matmul message)"),
-    (r"F\.dynamic_conv2d_forward", r"params\['(weight|bias)'\]" + _DEVICE,
-     "functional/dynamic_conv.py: check_dynamic_conv_params indexes weight[0] / bias[0] before "
-     "check_placement runs ('FakeDeviceArray' object is not subscriptable)"),
-    (r"F\.dynamic_(conv2d|linear)_forward", r"params\['fc[12]_(weight|bias)'\]" + _DEVICE,
-     "functional/attention.py check_attention_params: the attention FCs (computed on the host) "
-     "are not placement-checked: AttributeError '.T', UFuncTypeError, numba TypingError"),
-    (r"nn\.(ReLU|ReLU6|HardSigmoid|HardSwish|Sigmoid|Dropout|MaxPool2d|AvgPool2d|GlobalAvgPool2d|"
-     r"BatchNorm2d|Linear|DynamicLinear)\.forward", _DEVICE,
-     "nn/activation.py, dropout.py, pooling.py, normalization.py, linear.py, dynamic.py "
-     "(check_layer_input in nn/module.py): host-only layers accept a device x"),
-    (r"nn\.\w+\.params\[\.\.\.\] = ", _DEVICE,
-     "nn/module.py ParameterDict accepts any object with shape/dtype; the layer's forward on a "
-     "host backend then fails on the device parameter (check_placement covers x only)"),
-    # missing or None where required
-    (r"F\.attention_forward", r"fc2_bias: None",
-     "functional/attention.py: fc2_bias=None is accepted (the docstring requires (K,)); the "
-     "backward then returns a dfc2_bias for a bias that does not exist"),
-    (r"F\.dynamic_(conv2d|linear)_forward", r"params\['fc2_(weight|bias)'\]: None",
-     "functional/attention.py check_attention_params: a required key present with value None "
-     "passes ('params.get(name) is not None' skips it): fc2_weight None -> AttributeError '.T'; "
-     "fc2_bias None -> silently no bias (numpy) or a numba TypingError (numba)"),
-    (r"F\.attention_forward", r"pooled: the other float dtype",
-     "functional/attention.py check_attention_params: the mixed-dtype message says 'the input', "
-     "not 'pooled' (\"fc1_weight has dtype float64 but the input is float32\")"),
-    # empty arrays
-    (r"F\.global_avg_pool_forward|nn\.GlobalAvgPool2d\.forward", r"x: empty planes",
-     "functional/pooling.py: x with H = W = 0 is accepted and the pooled means are NaN "
-     "(a silent NaN from finite input)"),
-    (r"F\.(max|avg)_pool2d_forward|nn\.(Max|Avg)Pool2d\.forward",
-     r"x: (empty planes|too small for the window)",
-     "functional/pool2d.py check_pool_input: a window that lies in the padding only (H = 0 with "
-     "padding) is accepted: max pooling returns -inf, average pooling 0"),
-    (r"F\.softmax_forward", r"z: an empty last axis",
-     "functional/softmax.py: z with K = 0 reaches z.max(): NumPy's 'zero-size array to reduction "
-     "operation maximum which has no identity', naming nothing"),
-    # constructor scalars
-    (r"nn\.(Conv2d|DynamicConv2d|DynamicLinear|Linear|Dropout)\(\)", r"rng: (negative|bool True)",
-     "nn/init.py make_rng: rng=-1 gives NumPy's 'expected non-negative integer' (naming nothing); "
-     "rng=True is taken as the seed 1"),
-]
-
-
-def known_fail(entry, bad):
-    for entry_pattern, bad_pattern, reason in KNOWN_FAILS:
-        if re.fullmatch(entry_pattern, entry.name) and re.fullmatch(bad_pattern, bad.key):
-            return reason
-    return None
-
-
 # -- checking one corruption -------------------------------------------------------------------
 
 def names_any(message, names):
@@ -913,7 +846,7 @@ BAD_SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=False,
 @given(data=st.data())
 def test_bad_input_is_named(entry, data):
     """Hypothesis draws the valid call and one corruption; it must be refused by name."""
-    bads = [bad for bad in entry.bads if known_fail(entry, bad) is None]
+    bads = list(entry.bads)
     bad = data.draw(st.sampled_from(bads), label="corruption")
     ctx = Ctx(seed=data.draw(st.integers(0, 2 ** 16), label="seed"),
               dtype=data.draw(st.sampled_from(FLOATS), label="dtype"),
@@ -928,26 +861,10 @@ def test_every_corruption_of(entry):
     """Every corruption of the entry once (float32 and float64 alternately, each backend)."""
     problems = []
     for i, bad in enumerate(entry.bads):
-        if known_fail(entry, bad) is None:
-            ctx = Ctx(seed=i, dtype=FLOATS[i % 2], backend=CPU_BACKENDS[i % 3], n=1 + i % 3)
-            problems.append(run_bad(entry, bad, ctx))
+        ctx = Ctx(seed=i, dtype=FLOATS[i % 2], backend=CPU_BACKENDS[i % 3], n=1 + i % 3)
+        problems.append(run_bad(entry, bad, ctx))
     problems = [p for p in problems if p is not None]
     assert not problems, "\n".join(problems)
-
-
-KNOWN = [(entry, bad) for entry in ENTRIES for bad in entry.bads if known_fail(entry, bad)]
-
-
-@pytest.mark.parametrize("entry, bad", [
-    pytest.param(entry, bad, marks=pytest.mark.xfail(strict=True, reason=known_fail(entry, bad)))
-    for entry, bad in KNOWN], ids=[f"{e.name} | {b.key}" for e, b in KNOWN])
-def test_known_failure(entry, bad):
-    """Fails (xfail) while any of a few valid calls still lets the corruption through."""
-    problems = [run_bad(entry, bad, Ctx(seed=seed, dtype=FLOATS[seed % 2],
-                                        backend=CPU_BACKENDS[seed % 3], n=1 + seed % 2))
-                for seed in range(24)]
-    problems = [p for p in problems if p is not None]
-    assert not problems, problems[0]
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: e.name)
@@ -978,8 +895,7 @@ def test_case_count_in_docstring():
     drawn = len(ENTRIES) * EXAMPLES
     swept = sum(1 for entry in ENTRIES for bad in entry.bads)
     line = (f"{len(ENTRIES)} entries x {EXAMPLES} hypothesis examples = {drawn}, plus the\n"
-            f"exhaustive sweep of {swept} (entry, corruption) pairs ({len(KNOWN)} of them known\n"
-            f"failures, run as strict xfails): {drawn + swept} in all")
+            f"exhaustive sweep of {swept} (entry, corruption) pairs: {drawn + swept} in all")
     print(f"\nbad-input cases: {line}")
     assert line in __doc__, f"update the module docstring: {line}"
 
@@ -1285,24 +1201,9 @@ ABSURD_CALLS = {
     "Conv2d(kernel_size=10**6)": lambda: nn.Conv2d(1, 1, 10 ** 6),
     "DynamicConv2d(kernel_size=10**6)": lambda: nn.DynamicConv2d(1, 1, 10 ** 6),
 }
-ABSURD_FAILS = {
-    "F.conv2d_forward padding=(0, 10**9)":
-        "functional/conv.py MAX_OUTPUT_ELEMENTS = 2**34 (128 GiB of float64) lets this 4e9-element "
-        "output through: numpy's MemoryError (30 GiB); on a larger machine it takes the memory",
-    "F.max_pool2d_forward kernel_size=10**6, padding=5*10**5":
-        "functional/pool2d.py: no size limit; np.pad allocates the padded input: MemoryError",
-    "F.avg_pool2d_forward kernel_size=10**6, padding=5*10**5":
-        "functional/pool2d.py: no size limit; np.pad allocates the padded input: MemoryError",
-    "Conv2d(kernel_size=10**6)":
-        "nn/conv.py: no size limit on kernel_size; the initialiser raises MemoryError (7 TiB)",
-    "DynamicConv2d(kernel_size=10**6)":
-        "nn/dynamic.py: no size limit on kernel_size; the initialiser raises MemoryError (29 TiB)",
-}
 
 
-@pytest.mark.parametrize("which", [
-    pytest.param(w, marks=pytest.mark.xfail(strict=True, reason=ABSURD_FAILS[w]))
-    if w in ABSURD_FAILS else w for w in ABSURD_CALLS])
+@pytest.mark.parametrize("which", list(ABSURD_CALLS))
 def test_absurd_sizes_are_refused_before_allocating(which):
     with pytest.raises(ValueError, match=r"padding|kernel"):
         ABSURD_CALLS[which]()

@@ -69,7 +69,7 @@ def sigmoid_backward(dy, cache):
 
 
 def _checked_forward(stage, forward, x):
-    check_float_array(x, "x")
+    check_float_array(x, "x", host=True)
     y, cache = forward(x)
     return y, stage_cache(stage, cache, y)
 

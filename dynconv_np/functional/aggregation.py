@@ -22,7 +22,7 @@ def aggregate_kernels_forward(pi, weight, bias=None, backend=DEFAULT_BACKEND):
     pi (N, K) host array; weight (K, *kernel_shape); bias (K, C_out) or None.
     w_n (N, *kernel_shape); b_n (N, C_out) or None.
     """
-    check_float_array(pi, "pi", ndim=2)
+    check_float_array(pi, "pi", ndim=2, host=True)
     check_float_array(weight, "weight")
     if weight.ndim < 2 or weight.shape[0] != pi.shape[1]:
         raise ValueError(f"weight must hold K={pi.shape[1]} kernels along axis 0 (pi is "
@@ -32,7 +32,7 @@ def aggregate_kernels_forward(pi, weight, bias=None, backend=DEFAULT_BACKEND):
         check_shape(bias, "bias", (pi.shape[1], weight.shape[1]))
     check_same_dtype(pi=pi, weight=weight, bias=bias)
     module = get_backend(backend)
-    check_placement(module, pi=pi)
+    check_placement(module, pi=pi, weight=weight, bias=bias)
     (w_n, b_n), cache = _aggregate_kernels_forward(
         contiguous(pi), contiguous(weight), None if bias is None else contiguous(bias), module)
     return (w_n, b_n), stage_cache("aggregate_kernels", cache, w_n, b_n)

@@ -27,11 +27,12 @@ ATTENTION_PARAMS = ("fc1_weight", "fc1_bias", "fc2_weight", "fc2_bias")
 
 def attention_forward(pooled, fc1_weight, fc1_bias, fc2_weight, fc2_bias, tau):
     """pi (N, K) = softmax((relu(pooled W1^T + b1) W2^T + b2) / tau) -> (pi, cache)."""
-    check_float_array(pooled, "pooled", ndim=2)
+    check_float_array(pooled, "pooled", ndim=2, host=True)
     check_attention_params(dict(zip(ATTENTION_PARAMS, (fc1_weight, fc1_bias, fc2_weight,
                                                        fc2_bias))),
                            pooled.shape[1], check_float_array(fc2_weight, "fc2_weight",
-                                                              ndim=2).shape[0], pooled.dtype)
+                                                              ndim=2, host=True).shape[0],
+                           pooled.dtype, input_name="pooled")
     tau = check_temperature(tau, pooled.dtype)
     pi, cache = _attention_forward(pooled, fc1_weight, fc1_bias, fc2_weight, fc2_bias, tau)
     return pi, stage_cache("attention", cache, pi)
@@ -42,25 +43,28 @@ def attention_backward(dpi, cache):
     return _attention_backward(check_upstream(cache, "attention", dpi=dpi), cache)
 
 
-def check_attention_params(params, in_features, num_kernels, dtype):
+def check_attention_params(params, in_features, num_kernels, dtype, input_name="x"):
     """The branch's parameters in ``params``, by name: fc1_weight (hidden, in_features),
-    fc1_bias (hidden,) or None, fc2_weight (num_kernels, hidden), fc2_bias (num_kernels,),
-    finite, of ``dtype``; ValueError/TypeError naming the one that is not (a missing key too)."""
-    missing = [name for name in ("fc1_weight", "fc2_weight", "fc2_bias") if name not in params]
+    fc1_bias (hidden,) or None (no first bias), fc2_weight (num_kernels, hidden), fc2_bias
+    (num_kernels,), host arrays (the branch runs on the host), finite, of the dtype of
+    ``input_name``; ValueError/TypeError naming the one that is not (a missing key too)."""
+    missing = [name for name in ("fc1_weight", "fc2_weight", "fc2_bias")
+               if params.get(name) is None]
     if missing:
-        raise ValueError(f"params is missing the attention parameter(s) {missing}; it has "
-                         f"{sorted(params)}")
-    fc1_weight = check_float_array(params["fc1_weight"], "fc1_weight", ndim=2)
+        raise ValueError(f"params is missing the attention parameter(s) {missing} (required, "
+                         f"not None); it has {sorted(params)}")
+    fc1_weight = check_float_array(params["fc1_weight"], "fc1_weight", ndim=2, host=True)
     hidden = fc1_weight.shape[0]
     check_shape(fc1_weight, "fc1_weight", (hidden, in_features))
     for name, shape in (("fc1_bias", (hidden,)), ("fc2_weight", (num_kernels, hidden)),
                         ("fc2_bias", (num_kernels,))):
         if params.get(name) is not None:
-            check_shape(check_float_array(params[name], name, ndim=len(shape)), name, shape)
-    arrays = {name: params.get(name) for name in ATTENTION_PARAMS}
-    for name, array in arrays.items():
+            check_shape(check_float_array(params[name], name, ndim=len(shape), host=True), name,
+                        shape)
+    for name in ATTENTION_PARAMS:
+        array = params.get(name)
         if array is not None and array.dtype != dtype:
-            raise TypeError(f"{name} has dtype {array.dtype} but the input is {dtype}; "
+            raise TypeError(f"{name} has dtype {array.dtype} but {input_name} is {dtype}; "
                             "mixed dtypes are not supported")
 
 

@@ -34,10 +34,10 @@ def _per_channel(v):
 def check_batchnorm_args(x, weight, bias, eps, **stats):
     """x (N, C, H, W); weight, bias and any running statistics (C,), one dtype, finite;
     eps a finite real >= 0; a running variance must be >= 0."""
-    check_float_array(x, "x", ndim=4)
+    check_float_array(x, "x", ndim=4, host=True)
     channels = x.shape[1]
     for name, value in dict(weight=weight, bias=bias, **stats).items():
-        check_float_array(value, name, ndim=1)
+        check_float_array(value, name, ndim=1, host=True)
         check_shape(value, name, (channels,))
     check_same_dtype(x=x, weight=weight, bias=bias, **stats)
     check_real(eps, "eps", low=0)

@@ -12,8 +12,8 @@ from .._validation import (check_float_array, check_same_dtype, check_shape, che
 
 def channel_scale_forward(x, s):
     """y = x * s[:, :, None, None]; x (N, C, H, W), s (N, C) -> (y, cache)."""
-    check_float_array(x, "x", ndim=4)
-    check_float_array(s, "s", ndim=2)
+    check_float_array(x, "x", ndim=4, host=True)
+    check_float_array(s, "s", ndim=2, host=True)
     check_shape(s, "s", tuple(x.shape[:2]))
     check_same_dtype(x=x, s=s)
     y, cache = _channel_scale_forward(x, s)

@@ -20,14 +20,9 @@ Two entry points share one validation and one backend call:
   gradient is summed over the batch.
 """
 from .._validation import (as_pair, check_float_array, check_positive_int, check_same_dtype,
-                           check_shape, check_upstream, contiguous, stage_cache)
+                           check_shape, check_size, check_upstream, contiguous, stage_cache)
 from ..backends import DEFAULT_BACKEND, check_placement, get_backend
 from ..backends.geometry import conv_output_shape
-
-# Largest output (elements) a convolution may ask for: a typo in stride/padding (padding=10**6)
-# must fail with a message, not by allocating terabytes.
-MAX_OUTPUT_ELEMENTS = 2 ** 34
-
 
 def conv_geometry(stride, padding, dilation, groups):
     """Validate and normalise the hyper-parameters -> (stride, padding, dilation, groups)."""
@@ -52,8 +47,9 @@ def check_conv_args(x, weight, bias, geometry, per_sample, finite=True):
     check_float_array(weight, "weight", ndim=4 + lead)
     check_same_dtype(x=x, weight=weight, bias=bias)
     n, c_in, height, width = x.shape
-    if n == 0:
-        raise ValueError(f"x must hold at least one sample (N >= 1); received shape {tuple(x.shape)}")
+    if n == 0 or height == 0 or width == 0:
+        raise ValueError(f"x must hold at least one sample and one pixel (N >= 1, H >= 1, W >= 1); "
+                         f"received shape {tuple(x.shape)}")
     c_out, c_group, kh, kw = weight.shape[lead:]
     if per_sample and weight.shape[0] != n:
         raise ValueError(f"weight must hold one kernel per sample, shape (N={n}, C_out, "
@@ -70,11 +66,11 @@ def check_conv_args(x, weight, bias, geometry, per_sample, finite=True):
                              f"is larger than the padded input {axis} ({size} + 2 * {p} = "
                              f"{size + 2 * p})")
     w_shape = weight.shape if per_sample else (1,) + tuple(weight.shape)
-    out_shape = conv_output_shape(x.shape, w_shape, stride, padding, dilation)
-    elements = out_shape[0] * out_shape[1] * out_shape[2] * out_shape[3]
-    if elements > MAX_OUTPUT_ELEMENTS:
-        raise ValueError(f"the output would have shape {out_shape} ({elements:.3g} elements); "
-                         f"check padding={padding} and stride={stride}")
+    culprits = f"padding={padding}, stride={stride}, dilation={dilation}"
+    check_size(conv_output_shape(x.shape, w_shape, stride, padding, dilation), "the output",
+               culprits)
+    check_size((n, c_in, height + 2 * padding[0], width + 2 * padding[1]), "the padded input",
+               culprits)
     if bias is not None:
         check_float_array(bias, "bias", ndim=1 + lead)
         check_shape(bias, "bias", (n, c_out) if per_sample else (c_out,))

@@ -26,7 +26,7 @@ def check_probability(p):
 
 def dropout_forward(x, p, rng):
     """y = x * keep / (1 - p) with a fresh mask drawn from ``rng`` (a numpy Generator)."""
-    check_float_array(x, "x")
+    check_float_array(x, "x", host=True)
     p = check_probability(p)
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator; received {type(rng).__name__}")

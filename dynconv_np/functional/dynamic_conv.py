@@ -36,10 +36,9 @@ def dynamic_conv2d_forward(x, params, tau, stride=1, padding=0, dilation=1, grou
     "fc2_bias" (K,).
     """
     geometry = conv_geometry(stride, padding, dilation, groups)
-    check_dynamic_conv_params(params, x, geometry)
-    tau = check_temperature(tau, x.dtype)
     module = get_backend(backend)
-    check_placement(module, x=x, weight=params["weight"], bias=params.get("bias"))
+    check_dynamic_conv_params(params, x, geometry, module)
+    tau = check_temperature(tau, x.dtype)
     y, cache = _dynamic_conv2d_forward(x, params, tau, geometry, module)
     check_finite_via(x, "x", cache["pooled"], "mean")
     return y, stage_cache("dynamic_conv2d", cache, y)
@@ -64,15 +63,17 @@ def _screened_backward(dy, cache):
     return dx, grads
 
 
-def check_dynamic_conv_params(params, x, geometry):
+def check_dynamic_conv_params(params, x, geometry, module):
     """Every parameter, once, by name: weight (K, C_out, C_in/groups, kh, kw), bias (K, C_out),
-    finite, of x's dtype, and the attention's FCs for C_in = x.shape[1] inputs and K outputs;
-    x against the kernels and the geometry (x's values are screened through its pooled means).
-    Kernels on a device (backend "cuda") are checked by shape and dtype only."""
+    finite, of x's dtype, where ``module`` (the backend) can read them, and the attention's FCs
+    for C_in = x.shape[1] inputs and K outputs; x against the kernels and the geometry (x's
+    values are screened through its pooled means). Kernels on a device (backend "cuda") are
+    checked by shape and dtype only."""
     if not isinstance(params, dict) or "weight" not in params:
         raise TypeError(f"params must be a dict holding at least 'weight' and the attention "
                         f"parameters {ATTENTION_PARAMS}; received "
                         f"{sorted(params) if isinstance(params, dict) else type(params).__name__}")
+    check_placement(module, x=x, weight=params["weight"], bias=params.get("bias"))
     check_float_array(x, "x", ndim=4, finite=False)
     weight = check_float_array(params["weight"], "weight", ndim=5)
     num_kernels, c_out = weight.shape[:2]

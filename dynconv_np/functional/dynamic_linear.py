@@ -14,7 +14,7 @@ from .dynamic_conv import _attention_stage, _attention_stage_backward
 from .linear import _per_sample_linear_backward, _per_sample_linear_forward
 from .._validation import (check_float_array, check_same_dtype, check_shape, check_temperature,
                            check_upstream, contiguous, stage_cache)
-from ..backends import DEFAULT_BACKEND, check_placement, get_backend, runs_on_device
+from ..backends import DEFAULT_BACKEND, get_backend, runs_on_device
 
 
 def dynamic_linear_forward(x, params, tau, backend=DEFAULT_BACKEND):
@@ -30,7 +30,6 @@ def dynamic_linear_forward(x, params, tau, backend=DEFAULT_BACKEND):
     if runs_on_device(module):
         raise ValueError(f"the dynamic perceptron runs on a host backend (its product is "
                          f"NumPy's); received backend={backend!r}")
-    check_placement(module, x=x, weight=params["weight"], bias=params.get("bias"))
     y, cache = _dynamic_linear_forward(contiguous(x), params, tau, module)
     return y, stage_cache("dynamic_linear", cache, y)
 
@@ -41,17 +40,18 @@ def dynamic_linear_backward(dy, cache):
 
 
 def check_dynamic_linear_params(params, x):
-    """x (N, in) finite; weight (K, out, in), bias (K, out), the attention's FCs: by name."""
+    """x (N, in) finite; weight (K, out, in), bias (K, out), the attention's FCs: host arrays
+    (the perceptron runs on the host), by name."""
     if not isinstance(params, dict) or "weight" not in params:
         raise TypeError("params must be a dict holding at least 'weight' and the attention "
                         "parameters; received "
                         f"{sorted(params) if isinstance(params, dict) else type(params).__name__}")
-    check_float_array(x, "x", ndim=2)
-    weight = check_float_array(params["weight"], "weight", ndim=3)
+    check_float_array(x, "x", ndim=2, host=True)
+    weight = check_float_array(params["weight"], "weight", ndim=3, host=True)
     check_shape(x, "x", (None, weight.shape[2]))
     bias = params.get("bias")
     if bias is not None:
-        check_shape(check_float_array(bias, "bias", ndim=2), "bias", weight.shape[:2])
+        check_shape(check_float_array(bias, "bias", ndim=2, host=True), "bias", weight.shape[:2])
     check_same_dtype(x=x, weight=weight, bias=bias)
     check_attention_params(params, x.shape[1], weight.shape[0], np.dtype(x.dtype))
 

@@ -27,11 +27,11 @@ def linear_backward(dy, cache):
 
 def per_sample_linear_forward(x, weights, biases=None):
     """y[n] = weights[n] @ x[n] + biases[n]; x (N, in), weights (N, out, in), biases (N, out)."""
-    check_float_array(x, "x", ndim=2)
-    check_float_array(weights, "weights", ndim=3)
+    check_float_array(x, "x", ndim=2, host=True)
+    check_float_array(weights, "weights", ndim=3, host=True)
     check_shape(weights, "weights", (x.shape[0], None, x.shape[1]))
     if biases is not None:
-        check_float_array(biases, "biases", ndim=2)
+        check_float_array(biases, "biases", ndim=2, host=True)
         check_shape(biases, "biases", weights.shape[:2])
     check_same_dtype(x=x, weights=weights, biases=biases)
     y, cache = _per_sample_linear_forward(x, weights, biases)
@@ -45,11 +45,11 @@ def per_sample_linear_backward(dy, cache):
 
 def check_linear_args(x, weight, bias, x_name="x", weight_name="weight", bias_name="bias"):
     """x (N, in), weight (out, in), bias (out,) or None: finite, one float dtype."""
-    check_float_array(x, x_name, ndim=2)
-    check_float_array(weight, weight_name, ndim=2)
+    check_float_array(x, x_name, ndim=2, host=True)
+    check_float_array(weight, weight_name, ndim=2, host=True)
     check_shape(x, x_name, (None, weight.shape[1]))
     if bias is not None:
-        check_float_array(bias, bias_name, ndim=1)
+        check_float_array(bias, bias_name, ndim=1, host=True)
         check_shape(bias, bias_name, (weight.shape[0],))
     check_same_dtype(**{x_name: x, weight_name: weight, bias_name: bias})
 

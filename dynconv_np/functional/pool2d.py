@@ -19,7 +19,7 @@ im2col / col2im (the same tap loops the convolution uses), so pooling has no loo
 """
 import numpy as np
 
-from .._validation import as_pair, check_float_array, check_upstream, stage_cache
+from .._validation import as_pair, check_float_array, check_size, check_upstream, stage_cache
 from ..backends.geometry import conv_output_size
 from ..backends.reference import col2im, im2col
 
@@ -43,13 +43,19 @@ def pool2d_geometry(kernel_size, stride=None, padding=0):
 
 
 def check_pool_input(x, kernel_size, padding):
-    """x (N, C, H, W), finite, and no larger window than the padded input."""
-    check_float_array(x, "x", ndim=4)
+    """x (N, C, H, W) host array, finite, with H, W >= 1; no larger window than the padded
+    input, and no absurd padded size."""
+    check_float_array(x, "x", ndim=4, host=True)
+    if x.shape[2] == 0 or x.shape[3] == 0:
+        raise ValueError(f"x must have at least one pixel (H, W >= 1); received shape "
+                         f"{tuple(x.shape)}")
     for axis, size, k, p in (("height", x.shape[2], kernel_size[0], padding[0]),
                              ("width", x.shape[3], kernel_size[1], padding[1])):
         if k > size + 2 * p:
             raise ValueError(f"kernel {axis} {k} is larger than the padded input {axis} "
                              f"({size} + 2 * {p} = {size + 2 * p}); x shape {tuple(x.shape)}")
+    check_size(x.shape[:2] + (x.shape[2] + 2 * padding[0], x.shape[3] + 2 * padding[1]),
+               "the padded input", f"kernel_size={kernel_size}, padding={padding}")
 
 
 def _windows(x, kernel_size, stride, padding, pad_value):

@@ -15,6 +15,7 @@ from ..backends import DEFAULT_BACKEND, check_placement, get_backend, reference
 def global_avg_pool_forward(x, backend=DEFAULT_BACKEND):
     """pooled (N, C) = mean of x (N, C, H, W) over (H, W) -> (pooled, cache)."""
     check_float_array(x, "x", ndim=4)
+    check_planes(x)
     module = get_backend(backend)
     check_placement(module, x=x)
     pooled, cache = _global_avg_pool_forward(contiguous(x), module)
@@ -27,6 +28,13 @@ def global_avg_pool_backward(dpooled, cache):
     dx = np.zeros(cache["x_shape"], dtype=dpooled.dtype)
     reference.add_spatial_mean_grad(dx, dpooled)
     return dx
+
+
+def check_planes(x):
+    """The mean over (H, W) needs at least one pixel: H, W >= 1."""
+    if x.shape[2] == 0 or x.shape[3] == 0:
+        raise ValueError(f"x must have at least one pixel per plane (H, W >= 1) to average; "
+                         f"received shape {tuple(x.shape)}")
 
 
 def _global_avg_pool_forward(x, module):

@@ -20,7 +20,7 @@ def flatten_backward(dy, cache):
 
 def check_flatten_input(x):
     """x must be a float array of at least 2 dimensions (N, ...)."""
-    check_float_array(x, "x")
+    check_float_array(x, "x", host=True)
     if x.ndim < 2:
         raise ValueError(f"x must be at least 2-D (N, ...) to flatten all but the batch axis; "
                          f"received shape {tuple(x.shape)}")

@@ -31,7 +31,10 @@ def softmax_forward(z, tau=1.0):
     pi : ndarray like z, rows in [0, 1] summing to 1.
     cache : dict for ``softmax_backward``.
     """
-    check_float_array(z, "z")
+    check_float_array(z, "z", host=True)
+    if z.ndim == 0 or z.shape[-1] == 0:
+        raise ValueError(f"z must have at least one logit along its last axis (..., K >= 1); "
+                         f"received shape {tuple(z.shape)}")
     tau = check_temperature(tau, z.dtype)
     pi, cache = _softmax_forward(z, tau)
     return pi, stage_cache("softmax", cache, pi)

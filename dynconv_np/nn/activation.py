@@ -17,7 +17,7 @@ class _Elementwise(Module):
     _forward = _backward = None
 
     def forward(self, x):
-        check_float_array(x, "x")
+        check_float_array(x, "x", host=True)
         return self._remember(*type(self)._forward(x))
 
     def backward(self, dy):

@@ -48,7 +48,7 @@ class Conv2d(Module):
         weight, bias = self.params["weight"], self.params.get("bias")
         geometry = (self.stride, self.padding, self.dilation, self.groups)
         check_conv_args(x, weight, bias, geometry, per_sample=False)  # the weights' values too
-        check_placement(self._backend, x=x)
+        check_placement(self._backend, x=x, weight=weight, bias=bias)
         y, cache = _conv_forward(x, weight, bias, geometry, self._backend, per_sample=False)
         return self._remember(y, cache)
 

@@ -22,7 +22,7 @@ class Dropout(Module):
         self.rng = make_rng(rng)
 
     def forward(self, x):
-        check_float_array(x, "x")
+        check_float_array(x, "x", host=True)
         if self.training:
             y, cache = _dropout_forward(x, self.p, self.rng)
         else:

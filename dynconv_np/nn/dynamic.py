@@ -14,6 +14,14 @@ The paper reduces channels by 4 (reduction=4); ``min_hidden=4`` keeps the branch
 collapsing to zero or one unit on narrow inputs (C_in = 3 for an RGB input layer would otherwise
 give 0). ``attention_bias=False`` drops the first FC's bias (h = relu(pooled W1^T)), as ports
 whose first FC is a bias-free 1x1 convolution have it.
+
+Attention override (a diagnostic hook, ``DynamicConv2d`` only): when a layer's
+``attention_override`` is a function pi (N, K) -> pi' (N, K), an eval-mode forward computes pi
+as usual, then aggregates the kernels with pi' instead, so a caller can ask what the network
+does when each image gets another image's attention, or all get the mean one
+(``dynconv_np.diagnostics.override_attention`` sets and clears it). ``None`` (the default) is
+the ordinary layer; a training-mode forward with an override set is refused (no backward is
+defined through a replaced attention).
 """
 import math
 
@@ -24,9 +32,10 @@ from .module import Module, check_bias_flag, check_layer_input, layer_dtype
 from .._validation import (as_pair, check_finite_via, check_positive_int, check_real,
                            check_temperature)
 from ..backends import DEFAULT_BACKEND, check_placement, get_backend, to_device, to_host
-from ..functional.conv import check_conv_channels, conv_geometry
-from ..functional.dynamic_conv import (_dynamic_conv2d_forward, _screened_backward,
-                                       check_dynamic_conv_params)
+from ..functional.aggregation import _aggregate_kernels_forward
+from ..functional.conv import _conv_forward, check_conv_channels, conv_geometry
+from ..functional.dynamic_conv import (_dynamic_conv2d_forward, _dynamic_kernels,
+                                       _screened_backward, check_dynamic_conv_params)
 from ..functional.dynamic_linear import (_dynamic_linear_backward, _dynamic_linear_forward,
                                          check_dynamic_linear_params)
 
@@ -138,14 +147,34 @@ class DynamicConv2d(_DynamicBase):
         """(stride, padding, dilation, groups), each pair a tuple of two ints."""
         return self.stride, self.padding, self.dilation, self.groups
 
+    attention_override = None  # the diagnostic hook of the module docstring
+
     def forward(self, x):
         x = check_layer_input(self, x, 4, self.in_channels, finite=False)  # screened below
-        check_dynamic_conv_params(self.params, x, self.geometry)
-        check_placement(self._backend, x=x)
+        check_dynamic_conv_params(self.params, x, self.geometry, self._backend)
+        if self.attention_override is not None:
+            return self._forward_overridden(x)
         y, cache = _dynamic_conv2d_forward(x, self.params, self.temperature, self.geometry,
                                            self._backend)
         check_finite_via(x, "x", cache["pooled"], "mean")
         return self._store(y, cache)
+
+    def _forward_overridden(self, x):
+        """Eval-mode forward with pi' = attention_override(pi); keeps no cache for backward."""
+        if self.training:
+            raise RuntimeError("attention_override is a diagnostic for eval mode (model.eval()); "
+                               "no backward is defined through a replaced attention")
+        pi = _dynamic_kernels(x, self.params, self.temperature, self._backend)[2]
+        pi = np.ascontiguousarray(self.attention_override(pi), dtype=self.dtype)
+        if pi.shape != (x.shape[0], self.num_kernels) or not np.all(np.isfinite(pi)):
+            raise ValueError(f"attention_override must return finite pi of shape "
+                             f"{(x.shape[0], self.num_kernels)}; received {pi.shape}")
+        (w_n, b_n), _ = _aggregate_kernels_forward(pi, self.params["weight"],
+                                                   self.params.get("bias"), self._backend)
+        y, _ = _conv_forward(x, w_n, b_n, self.geometry, self._backend, per_sample=True)
+        self._calls.clear()
+        self._attention = pi
+        return y
 
     def backward(self, dy):
         # dy is screened for NaN/inf in _screened_backward: the call is consumed only after it
@@ -211,7 +240,7 @@ class DynamicLinear(_DynamicBase):
                          backend, dtype, rng)
 
     def forward(self, x):
-        x = check_layer_input(self, x, 2, self.in_features)
+        x = check_layer_input(self, x, 2, self.in_features, host=True)
         check_dynamic_linear_params(self.params, x)
         y, cache = _dynamic_linear_forward(x, self.params, self.temperature, self._backend)
         return self._store(y, cache)

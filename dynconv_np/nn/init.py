@@ -11,11 +11,18 @@ convolution and in_features for a linear layer. A dynamic layer draws each of it
 """
 import numpy as np
 
+from .._validation import check_size
+
 
 def make_rng(rng):
-    """None, an int seed or a numpy Generator -> a numpy Generator."""
+    """None, a non-negative int seed or a numpy Generator -> a numpy Generator."""
     if isinstance(rng, np.random.Generator):
         return rng
+    if isinstance(rng, (bool, np.bool_)):
+        raise TypeError(f"rng must be None, an int seed or a numpy.random.Generator; received "
+                        f"{rng!r}")
+    if isinstance(rng, (int, np.integer)) and rng < 0:
+        raise ValueError(f"rng (a seed) must be a non-negative int; received {rng!r}")
     if rng is None or isinstance(rng, (int, np.integer)):
         return np.random.default_rng(rng)
     raise TypeError(f"rng must be None, an int seed or a numpy.random.Generator; "
@@ -23,6 +30,8 @@ def make_rng(rng):
 
 
 def uniform_fan_in(rng, shape, fan_in, dtype):
-    """Array of ``shape`` drawn from U(-1/sqrt(fan_in), 1/sqrt(fan_in)) in ``dtype``."""
+    """Array of ``shape`` drawn from U(-1/sqrt(fan_in), 1/sqrt(fan_in)) in ``dtype``; refuses
+    an absurd size (a typo in kernel_size or the channel counts) before allocating it."""
+    check_size(shape, "a parameter", "kernel_size and the channel counts")
     bound = 1.0 / np.sqrt(fan_in)
     return rng.uniform(-bound, bound, size=shape).astype(dtype)

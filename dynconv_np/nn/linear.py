@@ -30,7 +30,7 @@ class Linear(Module):
             self.add_param("bias", uniform_fan_in(rng, (self.out_features,), fan_in, self.dtype))
 
     def forward(self, x):
-        x = check_layer_input(self, x, 2, self.in_features, finite=False)  # checked below
+        x = check_layer_input(self, x, 2, self.in_features, finite=False, host=True)  # checked below
         weight, bias = self.params["weight"], self.params.get("bias")
         check_linear_args(x, weight, bias)
         y, cache = _linear_forward(x, weight, bias)

@@ -277,11 +277,12 @@ def check_bias_flag(bias, name="bias"):
     return bool(bias)
 
 
-def check_layer_input(layer, x, ndim, features, finite=True):
+def check_layer_input(layer, x, ndim, features, finite=True, host=False):
     """x must be an ndim-D float array with ``features`` entries on axis 1 and the layer's
-    dtype; ``finite=False`` leaves the NaN/inf screen to the caller. Returns x contiguous."""
+    dtype; ``finite=False`` leaves the NaN/inf screen to the caller; ``host=True`` (a layer that
+    computes with NumPy) refuses device arrays. Returns x contiguous."""
     name = type(layer).__name__
-    check_float_array(x, "x", ndim=ndim, finite=finite)
+    check_float_array(x, "x", ndim=ndim, finite=finite, host=host)
     if x.shape[1] != features:
         raise ValueError(f"x must have {features} channels/features on axis 1 ({name} was built "
                          f"for {features}); received shape {tuple(x.shape)}")

@@ -35,7 +35,7 @@ class BatchNorm2d(Module):
         self.buffers["running_var"] = np.ones(self.num_features, dtype=self.dtype)
 
     def forward(self, x):
-        x = check_layer_input(self, x, 4, self.num_features, finite=False)  # checked below
+        x = check_layer_input(self, x, 4, self.num_features, finite=False, host=True)  # checked below
         weight, bias = self.params["weight"], self.params["bias"]
         running_mean, running_var = self.buffers["running_mean"], self.buffers["running_var"]
         if self.training:

@@ -11,7 +11,7 @@ from .._validation import check_float_array
 from ..backends import reference
 from ..functional.pool2d import (_avg_pool2d_backward, _avg_pool2d_forward, _max_pool2d_backward,
                                  _max_pool2d_forward, check_pool_input, pool2d_geometry)
-from ..functional.pooling import _global_avg_pool_forward
+from ..functional.pooling import _global_avg_pool_forward, check_planes
 
 
 class _Pool2d(Module):
@@ -49,7 +49,8 @@ class GlobalAvgPool2d(Module):
     """y[n, c] = mean_{h,w} x[n, c, h, w]: (N, C, H, W) -> (N, C)."""
 
     def forward(self, x):
-        check_float_array(x, "x", ndim=4)
+        check_float_array(x, "x", ndim=4, host=True)
+        check_planes(x)
         return self._remember(*_global_avg_pool_forward(x, reference))
 
     def backward(self, dy):

@@ -63,7 +63,7 @@ class SqueezeExcite(Module):
         return [("excite", self.excite)]
 
     def forward(self, x):
-        x = check_layer_input(self, x, 4, self.channels)
+        x = check_layer_input(self, x, 4, self.channels, host=True)
         return self._remember(*_channel_scale_forward(x, self.excite(x)))
 
     def backward(self, dy):

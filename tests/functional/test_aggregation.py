@@ -100,8 +100,8 @@ def test_backends_agree_with_the_numpy_reference(backend, dtype, n, k, c_out, bi
 
 
 def test_a_device_pi_given_to_a_host_backend_is_named():
-    with pytest.raises(TypeError, match=r"pi is a CUDA device array, but backend 'numba' runs on "
-                                        r"the host"):
+    with pytest.raises(TypeError, match=r"pi is a CUDA device array, but this computation runs "
+                                        r"on the host"):
         aggregate_kernels_forward(FakeDeviceArray(np.ones((2, 3))), np.zeros((3, 2, 1, 1, 1)),
                                   backend="numba")
 

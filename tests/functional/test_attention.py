@@ -97,8 +97,8 @@ def test_a_parameter_of_another_dtype_or_with_a_nan_is_named(name):
     p[name] = p[name].astype(np.float32)
     # the parameters are judged against the input's dtype: a float32 input names the first
     # float64 parameter and the input's dtype
-    message = (r"fc1_weight has dtype float64 but the input is float32" if name == "pooled"
-               else rf"{name} has dtype float32 but the input is float64")
+    message = (r"fc1_weight has dtype float64 but pooled is float32" if name == "pooled"
+               else rf"{name} has dtype float32 but pooled is float64")
     with pytest.raises(TypeError, match=message):
         attention_forward(*(p[n] for n in NAMES), 1.0)
     p[name] = p[name].astype(np.float64)

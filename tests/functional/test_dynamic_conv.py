@@ -367,7 +367,7 @@ def test_a_dy_of_the_wrong_shape_or_dtype_is_refused_before_any_work(monkeypatch
     ("fc2_weight", np.zeros((2, 4)), ValueError, r"fc2_weight must have shape \(3, 4\)"),
     ("fc2_bias", np.array([0.0, np.nan, 0.0]), ValueError, r"fc2_bias contains 1 non-finite"),
     ("fc2_bias", np.zeros(3, np.float32), TypeError,
-     r"fc2_bias has dtype float32 but the input is float64"),
+     r"fc2_bias has dtype float32 but x is float64"),
     ("weight", np.full((3, 3, 2, 3, 3), np.inf), ValueError, r"weight contains 162 non-finite"),
 ])
 def test_a_bad_parameter_is_named(name, value, error, message):

@@ -271,7 +271,7 @@ def _dynamic(layer_kind):
     ("fc1_bias", np.zeros(3), ValueError, r"fc1_bias must have shape \(2,\); received \(3,\)"),
     ("fc2_weight", np.zeros((2, 2)), ValueError, r"fc2_weight must have shape \(3, 2\)"),
     ("fc2_bias", np.array([0.0, np.nan, 0.0]), ValueError, r"fc2_bias contains 1 non-finite"),
-    ("fc2_bias", np.zeros(3, np.float32), TypeError, r"fc2_bias has dtype float32 but the input "
+    ("fc2_bias", np.zeros(3, np.float32), TypeError, r"fc2_bias has dtype float32 but x "
                                                      r"is float64"),
     ("bias", np.zeros((3, 7)), ValueError, r"bias must have shape"),
 ])
