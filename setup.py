@@ -4,6 +4,7 @@ from setuptools import find_packages, setup
 EXTRAS = {
     "cuda": ["numba-cuda>=0.20"],
     "bench": ["torch"],
+    "interop": ["torch"],     # dynconv_np.interop: .pt files, tensors, the comparison harness
     "tutorials": ["matplotlib>=3.7", "jupytext>=1.16", "nbclient>=0.10", "nbformat>=5.9",
                   "ipykernel>=6"],
 }

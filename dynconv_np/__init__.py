@@ -5,6 +5,7 @@ Numba CPU backend and a Numba CUDA backend, and a public gradient checker.
 """
 from . import functional, nn
 from .gradcheck import gradcheck
+from .interop import compare
 from .nn import DynamicConv2d, DynamicLinear
 
 __version__ = "0.1.0"
