@@ -43,8 +43,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._torch import is_tensor, require_torch, to_numpy
+from .probe import (ConvCapture, default_call, find_geometry, find_temperature, module_dtype,
+                    pair_of, torch_pass)
 from .presets import get_preset, layer_from_state
-from .stages import BACKWARD, FORWARD, GRADIENT_OF, error_bounds, run_reference, tolerances
+from .stages import BACKWARD, FORWARD, error_bounds, run_reference, tolerances
 from .state import load_state
 
 STAGES = tuple(name for name in FORWARD if name != "hidden") + BACKWARD
@@ -136,181 +138,6 @@ def _compare_arrays(stage, dtype, ours, theirs, tol, eps, note=""):
                "ok" if ratio <= 1 else "FAIL", note)
 
 
-class _ConvCapture:
-    """Record every conv2d call's arguments while active (a TorchFunctionMode); keep the
-    gradients of non-leaf weights and biases."""
-
-    def __new__(cls):
-        torch = require_torch("compare")
-        from torch.overrides import TorchFunctionMode
-
-        class Mode(TorchFunctionMode):
-            def __init__(self):
-                super().__init__()
-                self.calls = []
-
-            def __torch_function__(self, func, types, args=(), kwargs=None):
-                kwargs = kwargs or {}
-                if getattr(func, "__name__", "") == "conv2d":
-                    names = ("input", "weight", "bias", "stride", "padding", "dilation",
-                             "groups")
-                    call = dict(zip(names, args))
-                    call.update(kwargs)
-                    for name in ("weight", "bias"):
-                        t = call.get(name)
-                        if isinstance(t, torch.Tensor) and t.requires_grad and not t.is_leaf:
-                            t.retain_grad()
-                    self.calls.append(call)
-                return func(*args, **kwargs)
-        return Mode()
-
-
-def _keep(kept, stage, tensor):
-    torch = sys.modules["torch"]
-    if isinstance(tensor, (tuple, list)):
-        tensor = tensor[0]
-    if isinstance(tensor, torch.Tensor):
-        if tensor.requires_grad and not tensor.is_leaf:
-            tensor.retain_grad()
-        kept[stage] = tensor
-
-
-def _grad(tensor):
-    """tensor.grad where autograd keeps one (a leaf, or a tensor we asked to retain it)."""
-    if tensor is None or not (tensor.is_leaf or tensor.retains_grad):
-        return None
-    return tensor.grad
-
-
-def _pair_of(value):
-    if isinstance(value, (tuple, list)):
-        return tuple(int(v) for v in value)
-    return (int(value), int(value))
-
-
-def _find_geometry(module, geometry):
-    """stride, padding, dilation from ``geometry`` (a dict), the module's attributes (stride,
-    padding, dilation, or a conv_args dict), else None for each not found."""
-    found = {}
-    sources = [geometry or {}, vars(module), getattr(module, "conv_args", None) or {}]
-    for name in ("stride", "padding", "dilation"):
-        for source in sources:
-            value = source.get(name)
-            if isinstance(value, (int, tuple, list)) and not isinstance(value, bool):
-                found[name] = _pair_of(value)
-                break
-    return found
-
-
-def _find_temperature(module, spec, temperature):
-    if temperature is not None:
-        return float(temperature)
-    for owner in (module, getattr(module, "attention", None)):
-        value = getattr(owner, "temperature", None) if owner is not None else None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    if spec.temperature == "argument":
-        return float(spec.default_temperature)
-    raise ValueError(f"found no temperature attribute on the {type(module).__name__} (nor on its "
-                     "attention); pass temperature=")
-
-
-def _set_temperature(module, tau):
-    for owner in (module, getattr(module, "attention", None)):
-        if owner is not None and isinstance(getattr(owner, "temperature", None), (int, float)):
-            owner.temperature = tau
-
-
-def _default_call(spec):
-    if spec.temperature == "argument":
-        return lambda module, x, tau: module(x, tau)
-    return lambda module, x, tau: module(x)
-
-
-def _module_dtype(module):
-    """The layer's float dtype as NumPy's, or None (no float parameters, or half precision,
-    which the reference does not run in)."""
-    names = {"torch.float32": np.dtype(np.float32), "torch.float64": np.dtype(np.float64)}
-    for p in module.parameters():
-        if p.is_floating_point():
-            return names.get(str(p.dtype))
-    return None
-
-
-def _torch_pass(module, spec, x, dy, tau, dtype, call, shapes):
-    """Run the torch layer forward and backward in ``dtype``; -> ({stage: array}, notes,
-    conv calls)."""
-    torch = require_torch("compare")
-    tdtype = torch.float64 if dtype == np.float64 else torch.float32
-    m = copy.deepcopy(module).to(tdtype)
-    _set_temperature(m, tau)
-    xt = torch.tensor(x, dtype=tdtype, requires_grad=True)
-    kept, notes, handles = {}, {}, []
-    for stage, (path, where) in spec.hooks.items():
-        try:
-            sub = m.get_submodule(path)
-        except AttributeError:
-            notes[stage] = f"no submodule {path!r}"
-            continue
-        if where == "in":
-            handles.append(sub.register_forward_pre_hook(
-                lambda mod, args, stage=stage: _keep(kept, stage, args)))
-        else:
-            handles.append(sub.register_forward_hook(
-                lambda mod, args, out, stage=stage: _keep(kept, stage, out)))
-    capture = _ConvCapture()
-    try:
-        with capture:
-            y = call(m, xt, tau)
-    finally:
-        for handle in handles:
-            handle.remove()
-    values = {"y": y}
-    values.update(kept)
-    n, c_out = x.shape[0], shapes["w_n"][1]
-    kernel = tuple(shapes["w_n"][2:])
-    main = [c for c in capture.calls if isinstance(c.get("weight"), torch.Tensor)
-            and tuple(c["weight"].shape[1:]) == kernel]
-    if main and main[-1]["weight"].shape[0] == n * c_out:
-        values["w_n"], values["b_n"] = main[-1]["weight"], main[-1].get("bias")
-    elif len(main) >= n and all(c["weight"].shape[0] == c_out for c in main[-n:]):
-        values["w_n"] = list(c["weight"] for c in main[-n:])
-        values["b_n"] = list(c.get("bias") for c in main[-n:])
-    else:
-        notes["w_n"] = notes["b_n"] = "no per-sample conv2d call found"
-    if values.get("b_n") is None or (isinstance(values["b_n"], list)
-                                     and any(b is None for b in values["b_n"])):
-        values.pop("b_n", None)
-    y.backward(torch.as_tensor(dy, dtype=tdtype).reshape(y.shape))
-    out = {}
-    for stage, value in values.items():
-        if isinstance(value, list):
-            out[stage] = np.stack([to_numpy(v) for v in value])
-            grads = [_grad(v) for v in value]
-            if all(g is not None for g in grads):
-                out["d" + stage] = np.stack([to_numpy(g) for g in grads])
-        else:
-            out[stage] = to_numpy(value)
-            if _grad(value) is not None:
-                out["d" + stage] = to_numpy(value.grad)
-            elif stage != "y":
-                out["d" + stage] = np.zeros(value.shape)
-                notes["d" + stage] = "torch computes no gradient here (compared as zeros)"
-    out["dx"] = to_numpy(xt.grad) if xt.grad is not None else np.zeros(x.shape)
-    if xt.grad is None:
-        notes["dx"] = "torch computes no gradient for x (compared as zeros)"
-    for grad_name, name in GRADIENT_OF.items():
-        if name not in spec.keys or name not in shapes:
-            continue
-        param = m.get_parameter(spec.keys[name])
-        if param.grad is None:
-            out[grad_name] = np.zeros(param.shape)
-            notes[grad_name] = "torch computes no gradient here (compared as zeros)"
-        else:
-            out[grad_name] = to_numpy(param.grad)
-    return out, notes, capture.calls, m
-
-
 def compare(torch_module, x, preset="kaijieshi7", dy=None, name_map=None, *, temperature=None,
             geometry=None, call=None, verbose=True, seed=SEED):
     """Compare a PyTorch dynamic convolution with the reference, stage by stage -> CompareReport.
@@ -328,19 +155,19 @@ def compare(torch_module, x, preset="kaijieshi7", dy=None, name_map=None, *, tem
     """
     torch = require_torch("compare")
     spec = get_preset(preset, name_map)
-    call = call or _default_call(spec)
+    call = call or default_call(spec)
     x64 = to_numpy(x).astype(np.float64) if is_tensor(x) else np.asarray(x, dtype=np.float64)
     if x64.ndim != 4:
         raise ValueError(f"x must be (N, C_in, H, W); received shape {x64.shape}")
-    tau = _find_temperature(torch_module, spec, temperature)
+    tau = find_temperature(torch_module, spec, temperature)
     state = load_state(torch_module)
-    found = _find_geometry(torch_module, geometry)
+    found = find_geometry(torch_module, geometry)
     notes_geometry = ""
     if len(found) < 3:
         # from the layer's own conv2d call (a port that drops e.g. padding is then not caught)
         probe = layer_from_state(state, spec, dtype=np.float64, backend="numpy")
         with torch.no_grad():
-            capture = _ConvCapture()
+            capture = ConvCapture()
             m = copy.deepcopy(torch_module).double()
             with capture:
                 call(m, torch.tensor(x64), tau)
@@ -349,7 +176,7 @@ def compare(torch_module, x, preset="kaijieshi7", dy=None, name_map=None, *, tem
         if not calls:
             raise ValueError("cannot tell stride/padding/dilation: pass geometry=")
         for name in ("stride", "padding", "dilation"):
-            found.setdefault(name, _pair_of(calls[-1].get(name, 0 if name == "padding" else 1)))
+            found.setdefault(name, pair_of(calls[-1].get(name, 0 if name == "padding" else 1)))
         notes_geometry = " (geometry read from its conv2d call)"
     layer = layer_from_state(state, spec, found["stride"], found["padding"], found["dilation"],
                              temperature=tau, dtype=np.float64, backend="numpy")
@@ -364,7 +191,7 @@ def compare(torch_module, x, preset="kaijieshi7", dy=None, name_map=None, *, tem
     shapes = {name: value.shape for name, value in ref64.items()}
     shapes.update({name: value.shape for name, value in params64.items()})
     dtypes = [np.dtype(np.float64)]
-    if _module_dtype(torch_module) == np.float32:
+    if module_dtype(torch_module) == np.float32:
         dtypes.append(np.dtype(np.float32))
     rows = []
     for dtype in dtypes:
@@ -377,7 +204,7 @@ def compare(torch_module, x, preset="kaijieshi7", dy=None, name_map=None, *, tem
                                 tau, geometry_tuple, dy64.astype(dtype))
         bounds = error_bounds(x64, params64, tau, geometry_tuple, ref64, dy64, eps)
         tol = tolerances(bounds, ref, eps, floor=np.finfo(dtype).tiny)
-        theirs, notes, _, copied = _torch_pass(torch_module, spec, x64.astype(dtype),
+        theirs, notes, _, copied = torch_pass(torch_module, spec, x64.astype(dtype),
                                                dy64.astype(dtype), tau, dtype, call, shapes)
         for stage in STAGES:
             if stage not in ref:
