@@ -99,3 +99,15 @@ def test_backward_checks_dy_and_the_cache(name, dtype):
         _, relu_cache = PAIRS["relu"][0](np.zeros((3, 4), dtype))
         with pytest.raises(TypeError, match=rf"returned by {name}_forward; received 'relu'"):
             backward(np.zeros((3, 4), dtype), relu_cache)
+
+
+@pytest.mark.parametrize("name", sorted(PAIRS))
+def test_modifying_the_returned_output_does_not_change_the_backward(name):
+    """y is the caller's: no cache aliases it (sigmoid keeps its own copy of y)."""
+    forward, backward = PAIRS[name][:2]
+    rng = np.random.default_rng(1)
+    x, dy = rng.standard_normal((4, 5)), rng.standard_normal((4, 5))
+    y, cache = forward(x)
+    expected = backward(dy, forward(x)[1])
+    y[...] = 7.0
+    np.testing.assert_array_equal(backward(dy, cache), expected)

@@ -90,3 +90,13 @@ def test_the_smallest_normal_temperature_is_exact_and_below_it_is_refused(dtype)
 def test_backward_checks_dpi_and_the_cache():
     pi, cache = softmax_forward(np.random.default_rng(0).standard_normal((3, 4)), 2.0)
     assert_upstream_checked(softmax_backward, cache, pi, name="dpi")
+
+
+def test_modifying_the_returned_pi_does_not_change_the_backward():
+    """pi is the caller's: the cache keeps its own copy."""
+    rng = np.random.default_rng(0)
+    z, dpi = rng.standard_normal((3, 4)), rng.standard_normal((3, 4))
+    pi, cache = softmax_forward(z, 0.7)
+    expected = softmax_backward(dpi, softmax_forward(z, 0.7)[1])
+    pi[...] = 0.0
+    np.testing.assert_array_equal(softmax_backward(dpi, cache), expected)
