@@ -9,7 +9,7 @@ from dynconv_np.models.small import small_cnn
 from dynconv_np.nn import (AvgPool2d, BatchNorm2d, Conv2d, GlobalAvgPool2d, Linear, MaxPool2d,
                            ReLU, Sequential)
 
-from .helpers import ModelWithLoss
+from ..train.helpers import ModelWithLoss
 
 
 def _convs(model):
