@@ -38,8 +38,12 @@ import os
 import matplotlib.pyplot as plt
 import numpy as np
 
+from dynconv_np.diagnostics import collect_attention
 from dynconv_np.functional import softmax_backward, softmax_forward
 from dynconv_np.gradcheck import gradcheck
+from dynconv_np.models.small import small_cnn
+from dynconv_np.nn import DynamicConv2d, Sequential
+from dynconv_np.train import load_digits
 
 FAST = os.environ.get("DYNCONV_TUTORIAL_FAST", "0") == "1"
 rng = np.random.default_rng(0)
@@ -263,54 +267,94 @@ for tau in (1e-3, 1e4):
 #
 # $$\frac{\partial L}{\partial W_k} = \sum_n \pi_k(x_n)\, \frac{\partial L}{\partial W(x_n)}.$$
 #
-# A kernel whose attention is near zero for every sample gets almost no gradient: it stops
-# learning. At initialisation the logits $z$ are random, and with $\tau = 1$ the softmax is
-# already fairly peaked, so some kernels are starved from the first step. With $\tau = 30$ every
-# $\pi_k \approx 1/K$ and all $K$ kernels receive a comparable share of the gradient
-# (insight 2 of section 3.3). As training proceeds the attention must become input-dependent
-# (otherwise the $K$ kernels collapse into one static kernel), so $\tau$ is lowered to 1:
-# the paper decreases it linearly from 30 to 1 over the first 10 epochs.
+# The paper's argument (insight 2 of section 3.3): a kernel whose attention is near zero for
+# every sample gets almost no gradient and stops learning. If the logits $z$ start with a large
+# spread, the softmax at $\tau = 1$ is already peaked and some kernels are starved from the first
+# step; with $\tau = 30$ every $\pi_k \approx 1/K$ and all $K$ kernels get a comparable share. The
+# paper then lowers $\tau$ linearly to 1 over its first 10 epochs, so that the attention can
+# become input-dependent.
 #
-# Below: logits with the spread they have at initialisation of a layer's attention branch
-# (standard deviation about 2 here), the smallest kernel's share of the gradient
-# $\min_k \frac1N \sum_n \pi_k(x_n)$ and the mean entropy, as functions of $\tau$.
+# How large is that spread at the start with *this* library's layers? We build the demo's
+# dynamic network (`models.small.small_cnn`, two dynamic layers) for a few seeds at $\tau = 1$,
+# run it on the embedded digits, and read each layer's attention with
+# `dynconv_np.diagnostics.collect_attention`. At $\tau = 1$, $\log \pi_k = z_k - \log\sum_j e^{z_j}$,
+# so the logits are recovered up to one constant per image, which the softmax ignores. A wider
+# layer (64 channels, on unit-variance input) is measured too.
 
 # %%
-n_samples = 256 if FAST else 4096
-logits = rng.standard_normal((n_samples, K)) * 2.0 + rng.standard_normal(K) * 2.0
-tau_sweep = np.logspace(-1, 2, 30 if FAST else 120)
-share_min, share_max, mean_entropy = [], [], []
-for tau in tau_sweep:
-    pi = softmax_forward(logits, tau)[0]
-    share = pi.mean(axis=0)
-    share_min.append(share.min())
-    share_max.append(share.max())
-    mean_entropy.append(entropy(pi).mean())
+digits = load_digits().x_test
+measured = []                                       # (name, logits) per layer, at tau = 1
+for seed in range(2 if FAST else 5):
+    net = small_cnn(width=2, dynamic=True, temperature=1.0, backend="numpy", rng=seed)
+    for index, pi in enumerate(collect_attention(net, digits)):
+        measured.append((f"demo net, seed {seed}, layer {index + 1}", np.log(pi)))
+wide = Sequential(DynamicConv2d(64, 64, 3, padding=1, temperature=1.0, backend="numpy", rng=0))
+x_wide = rng.standard_normal((256, 64, 8, 8)).astype(np.float32)
+measured.append(("64 channels, N(0, 1) input", np.log(collect_attention(wide, x_wide)[0])))
 
+print(f"{'layer at initialisation':<32}{'logit std':>10}{'entropy / log K':>17}"
+      f"{'least-used share':>18}{'most-used share':>17}")
+for name, z in measured:
+    pi = softmax_forward(z, 1.0)[0]
+    share = pi.mean(axis=0)
+    print(f"{name:<32}{z.std(axis=1).mean():>10.3f}{entropy(pi).mean() / np.log(K):>17.3f}"
+          f"{share.min():>18.3f}{share.max():>17.3f}")
+stds = [z.std(axis=1).mean() for _, z in measured]
+print(f"\nlogit spread at initialisation: {min(stds):.2f} to {max(stds):.2f} (std over k, mean "
+      f"over images); the smallest share of any kernel at tau = 1: "
+      f"{min(softmax_forward(z, 1.0)[0].mean(axis=0).min() for _, z in measured):.3f} "
+      f"(uniform: {1 / K})")
+
+# %% [markdown]
+# So with this initialisation (PyTorch's uniform fan-in rule for both FCs of the branch), the
+# logits start small, and at $\tau = 1$ the attention is already close to uniform for every
+# image: no kernel is starved at the first step (the table's least-used share), and $\tau = 30$
+# only makes the uniformity exact. The starvation argument needs logits with a larger spread.
+# Below, the gradient shares and the entropy over $\tau$ for the first measured layer's logits as
+# they are (solid) and ten times larger (dashed), a spread at which $\tau = 1$ does starve kernels.
+
+# %%
+z0 = measured[0][1]
+cases = {"as initialised": z0, "logits x 10": 10 * z0}
+tau_sweep = np.logspace(-1, 2, 30 if FAST else 120)
 schedule_epochs = np.arange(0, 21)
 schedule = np.where(schedule_epochs < 10, 30 - (30 - 1) * schedule_epochs / 10, 1.0)
 
 fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
-axes[0].semilogx(tau_sweep, share_min, label="least-used kernel")
-axes[0].semilogx(tau_sweep, share_max, label="most-used kernel")
+for (label, z), style in zip(cases.items(), ("-", "--")):
+    shares = np.array([softmax_forward(z, tau)[0].mean(axis=0) for tau in tau_sweep])
+    entropies = [entropy(softmax_forward(z, tau)[0]).mean() for tau in tau_sweep]
+    axes[0].semilogx(tau_sweep, shares.min(axis=1), style, color="C0",
+                     label=f"least-used kernel, {label}")
+    axes[0].semilogx(tau_sweep, shares.max(axis=1), style, color="C1",
+                     label=f"most-used kernel, {label}")
+    axes[1].semilogx(tau_sweep, entropies, style, color="C2", label=label)
 axes[0].axhline(1 / K, color="grey", ls=":", label="1/K")
 axes[0].set(xlabel=r"$\tau$", ylabel=r"mean $\pi_k$ = share of $\partial L/\partial W_k$",
             title="gradient share per kernel")
-axes[0].legend(fontsize=8)
-axes[1].semilogx(tau_sweep, mean_entropy)
+axes[0].legend(fontsize=7)
 axes[1].axhline(np.log(K), color="grey", ls=":")
 axes[1].set(xlabel=r"$\tau$", ylabel="mean entropy (nats)", title="how uniform the attention is")
+axes[1].legend(fontsize=8)
 axes[2].plot(schedule_epochs, schedule, marker="o")
 axes[2].set(xlabel="epoch", ylabel=r"$\tau$", title="the paper's schedule: 30 -> 1 over 10 epochs")
 fig.tight_layout()
 plt.show()
 
-for tau in (1.0, 30.0):
-    pi = softmax_forward(logits, tau)[0]
-    print(f"tau = {tau:>4}: gradient share per kernel = {pi.mean(axis=0)}, "
-          f"mean entropy = {entropy(pi).mean():.3f} (log K = {np.log(K):.3f})")
+for label, z in cases.items():
+    for tau in (1.0, 30.0):
+        pi = softmax_forward(z, tau)[0]
+        print(f"{label:<15} tau = {tau:>4}: gradient share per kernel = {pi.mean(axis=0)}, "
+              f"entropy / log K = {entropy(pi).mean() / np.log(K):.3f}")
 
 # %% [markdown]
+# Uniform attention has a cost of its own, visible in the same formula: when $\pi_k(x_n) = 1/K$
+# for every image, every kernel receives the *same* gradient, so the $K$ kernels move together
+# and drift towards copies of each other, and copies cannot be mixed into different kernels.
+# A high temperature therefore belongs at the very start only: the paper's 10 of about 300
+# epochs; this library's demo anneals over the first 10 % of its run, and notebook 5 measures how
+# much closer to copies the kernels end up after an anneal over a third of the run.
+#
 # The temperature also scales the gradient that reaches the attention branch itself: from
 # $J = \frac1\tau(\operatorname{diag}\pi - \pi\pi^\top)$, the Jacobian's size is largest when
 # $\tau$ is comparable to the spread of the logits. It shrinks like $1/\tau$ for large $\tau$
@@ -318,23 +362,27 @@ for tau in (1.0, 30.0):
 # $\operatorname{diag}\pi - \pi\pi^\top \to 0$).
 
 # %%
-jacobian_norm = []
-for tau in tau_sweep:
-    pi = softmax_forward(logits[:64], tau)[0]
-    norms = [np.linalg.norm((np.diag(p) - np.outer(p, p)) / tau) for p in pi]
-    jacobian_norm.append(np.mean(norms))
 fig, ax = plt.subplots(figsize=(5.5, 3.6))
-ax.loglog(tau_sweep, jacobian_norm)
+for (label, z), style in zip(cases.items(), ("-", "--")):
+    jacobian_norm = []
+    for tau in tau_sweep:
+        pi = softmax_forward(z[:64], tau)[0]
+        jacobian_norm.append(np.mean([np.linalg.norm((np.diag(p) - np.outer(p, p)) / tau)
+                                      for p in pi]))
+    ax.loglog(tau_sweep, jacobian_norm, style, color="C3", label=label)
+    print(f"{label:<15} ||J||_F at tau=1: {jacobian_norm[np.argmin(abs(tau_sweep - 1))]:.3f}, "
+          f"at tau=30: {jacobian_norm[np.argmin(abs(tau_sweep - 30))]:.4f}")
 ax.set(xlabel=r"$\tau$", ylabel=r"mean $\|J\|_F$", title=r"size of $\partial\pi/\partial z$")
+ax.legend(fontsize=8)
 fig.tight_layout()
 plt.show()
-print(f"||J||_F at tau=1: {jacobian_norm[np.argmin(abs(tau_sweep - 1))]:.3f}, "
-      f"at tau=30: {jacobian_norm[np.argmin(abs(tau_sweep - 30))]:.4f}")
 
 # %% [markdown]
 # **Summary.** $\tau$ interpolates between a uniform average of the kernels ($\tau \to \infty$)
 # and picking one kernel ($\tau \to 0$). The backward pass is
 # $\partial L/\partial z = \pi \odot (g - \langle g, \pi\rangle)/\tau$, checked above against
 # finite differences. Subtracting the row maximum keeps the forward finite over the whole range.
-# A large $\tau$ early in training gives every kernel a share of the gradient; lowering it to 1
-# lets the attention become selective. Notebook 5 trains with and without this schedule.
+# A large $\tau$ early in training keeps every kernel's share of the gradient even, which matters
+# when the logits have a large spread; with this library's initialisation they start small, so
+# the attention is near uniform at $\tau = 1$ already. Uniform attention gives the kernels the
+# same gradient, so the high-$\tau$ phase should be short. Notebook 5 trains with several schedules.

@@ -34,9 +34,11 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 
+from dynconv_np.diagnostics import attention_diagnostics
 from dynconv_np.functional import (aggregate_kernels_forward, attention_forward,
                                    conv2d_forward, per_sample_conv2d_forward, softmax_forward)
-from dynconv_np.nn import DynamicConv2d
+from dynconv_np.models.costs import summary_table
+from dynconv_np.nn import DynamicConv2d, Sequential
 
 FAST = os.environ.get("DYNCONV_TUTORIAL_FAST", "0") == "1"
 rng = np.random.default_rng(0)
@@ -100,8 +102,22 @@ axes[0].set_ylabel(r"$\pi_k$")
 axes[0].legend(fontsize=8)
 fig.tight_layout()
 plt.show()
+
+# %% [markdown]
+# `dynconv_np.diagnostics.attention_diagnostics` summarises the same attention for any network:
+# per dynamic layer the entropy of $\pi$ as a fraction of $\log K$ (1 = uniform), the mean largest
+# weight, each kernel's mean weight (its share of the gradient), how much $\pi$ varies between
+# samples, the scale of the logits the softmax sees ($z / \tau$) and how similar the $K$ kernels
+# are. Here for our one layer, at both temperatures:
+
+# %%
+for tau in (30.0, 1.0):
+    layer.temperature = tau
+    print(f"tau = {tau:g}:")
+    print(attention_diagnostics(Sequential(layer), x))
+    print()
 layer.temperature = 1.0   # from here on: the mixes differ more and are easier to see
-layer(x)
+y = layer(x)
 
 # %% [markdown]
 # ## 2. Aggregation: one kernel per sample
@@ -284,12 +300,7 @@ plt.show()
 # and they need not match the paper's unpublished conventions to the last percent):
 
 # %%
-try:
-    from dynconv_np.models.costs import summary_table
-except ImportError as error:   # the models package is optional for this notebook
-    print("dynconv_np.models is not available here:", error)
-else:
-    print(summary_table(["mobilenet_v3_small", "mobilenet_v2_1.0", "resnet18"], 224, K))
+print(summary_table(["mobilenet_v3_small", "mobilenet_v2_1.0", "resnet18"], 224, K))
 
 # %% [markdown]
 # **Summary.** The attention branch is a tiny squeeze-and-excitation network ending in a softmax

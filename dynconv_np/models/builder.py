@@ -13,6 +13,7 @@ import numpy as np
 from .._validation import check_float_dtype, check_positive_int, check_temperature
 from ..backends import get_backend
 from ..nn import BatchNorm2d, Conv2d, DynamicConv2d, Linear
+from ..nn.dynamic import attention_hidden as attention_hidden_width
 from ..nn.init import make_rng
 
 
@@ -22,9 +23,13 @@ class LayerBuilder:
     dynamic: bool; num_kernels: K of every dynamic convolution (paper: 4); temperature: initial
     softmax temperature tau of every dynamic convolution (paper: 30, annealed to 1); backend:
     a name from ``backends.available_backends()``; dtype: float32 or float64; rng: None, a seed or a Generator.
+    attention_reduction, attention_min_hidden, attention_hidden: the hidden width of every
+    dynamic convolution's attention branch, max(C_in // reduction, min_hidden) or exactly
+    ``attention_hidden`` when given (``nn.DynamicConv2d``'s reduction, min_hidden, hidden).
     """
 
-    def __init__(self, dynamic, num_kernels, temperature, backend, dtype, rng):
+    def __init__(self, dynamic, num_kernels, temperature, backend, dtype, rng,
+                 attention_reduction=4, attention_min_hidden=4, attention_hidden=None):
         if not isinstance(dynamic, (bool, np.bool_)):
             raise TypeError(f"dynamic must be True or False; received {dynamic!r}")
         self.dynamic = bool(dynamic)
@@ -34,6 +39,9 @@ class LayerBuilder:
         self.backend = backend
         self.dtype = check_float_dtype(dtype)
         self.rng = make_rng(rng)
+        self.attention = dict(reduction=attention_reduction, min_hidden=attention_min_hidden,
+                              hidden=attention_hidden)
+        attention_hidden_width(8, **self.attention)  # checked once, here
 
     def conv(self, in_channels, out_channels, kernel_size, stride=1, groups=1, static=False):
         """A bias-free k x k convolution with "same" padding (k - 1) // 2 (BatchNorm follows).
@@ -45,7 +53,7 @@ class LayerBuilder:
                         rng=self.rng)
         if self.dynamic and not static:
             return DynamicConv2d(in_channels, out_channels, num_kernels=self.num_kernels,
-                                 temperature=self.temperature, **geometry)
+                                 temperature=self.temperature, **self.attention, **geometry)
         return Conv2d(in_channels, out_channels, **geometry)
 
     def batch_norm(self, channels, **options):

@@ -53,15 +53,19 @@ def inverted_residual(builder, in_channels, out_channels, stride, expansion):
 
 
 def mobilenet_v2(width=1.0, dynamic=False, num_kernels=4, num_classes=1000, temperature=30.0,
-                 backend=DEFAULT_BACKEND, dtype=np.float32, rng=None):
+                 backend=DEFAULT_BACKEND, dtype=np.float32, rng=None, attention_reduction=4,
+                 attention_min_hidden=4, attention_hidden=None):
     """MobileNetV2 with width multiplier ``width`` (1.0, 0.75, 0.5, 0.35, ...) -> nn.Sequential.
 
     Children: [stem, block_1, ..., block_17, head]. ``dynamic=True`` gives DY-MobileNetV2 with
-    K = ``num_kernels`` kernels per convolution and initial temperature ``temperature``.
+    K = ``num_kernels`` kernels per convolution and initial temperature ``temperature``;
+    attention_reduction, attention_min_hidden, attention_hidden: the width of every dynamic
+    convolution's attention branch (``models.builder.LayerBuilder``).
     """
     width = check_width(width)
     num_classes = check_positive_int(num_classes, "num_classes")
-    builder = LayerBuilder(dynamic, num_kernels, temperature, backend, dtype, rng)
+    builder = LayerBuilder(dynamic, num_kernels, temperature, backend, dtype, rng,
+                           attention_reduction, attention_min_hidden, attention_hidden)
     channels = make_divisible(32 * width)
     last_channels = make_divisible(1280 * max(1.0, width))
     stem = Sequential(*builder.conv_bn(3, channels, 3, stride=2, activation=ReLU6, static=True))

@@ -77,9 +77,9 @@ def bottleneck(builder, in_channels, kernel_size, expanded, out_channels, use_se
 
 
 def _mobilenet_v3(setting, last_channels, dynamic, num_kernels, num_classes, temperature,
-                  backend, dtype, rng):
+                  backend, dtype, rng, *attention):
     num_classes = check_positive_int(num_classes, "num_classes")
-    builder = LayerBuilder(dynamic, num_kernels, temperature, backend, dtype, rng)
+    builder = LayerBuilder(dynamic, num_kernels, temperature, backend, dtype, rng, *attention)
     stem = Sequential(*builder.conv_bn(3, setting[0][0], 3, stride=2, activation=HardSwish,
                                        static=True, **_BN))
     blocks = [bottleneck(builder, *row) for row in setting]
@@ -91,14 +91,22 @@ def _mobilenet_v3(setting, last_channels, dynamic, num_kernels, num_classes, tem
 
 
 def mobilenet_v3_small(dynamic=False, num_kernels=4, num_classes=1000, temperature=30.0,
-                       backend=DEFAULT_BACKEND, dtype=np.float32, rng=None):
-    """MobileNetV3-Small (or DY-MobileNetV3-Small) -> nn.Sequential [stem, 11 blocks, head]."""
+                       backend=DEFAULT_BACKEND, dtype=np.float32, rng=None, attention_reduction=4,
+                       attention_min_hidden=4, attention_hidden=None):
+    """MobileNetV3-Small (or DY-MobileNetV3-Small) -> nn.Sequential [stem, 11 blocks, head].
+
+    attention_reduction, attention_min_hidden, attention_hidden: the width of every dynamic
+    convolution's attention branch (``models.builder.LayerBuilder``)."""
     return _mobilenet_v3(SMALL_SETTING, 1024, dynamic, num_kernels, num_classes, temperature,
-                         backend, dtype, rng)
+                         backend, dtype, rng, attention_reduction, attention_min_hidden,
+                         attention_hidden)
 
 
 def mobilenet_v3_large(dynamic=False, num_kernels=4, num_classes=1000, temperature=30.0,
-                       backend=DEFAULT_BACKEND, dtype=np.float32, rng=None):
-    """MobileNetV3-Large (or DY-MobileNetV3-Large) -> nn.Sequential [stem, 15 blocks, head]."""
+                       backend=DEFAULT_BACKEND, dtype=np.float32, rng=None, attention_reduction=4,
+                       attention_min_hidden=4, attention_hidden=None):
+    """MobileNetV3-Large (or DY-MobileNetV3-Large) -> nn.Sequential [stem, 15 blocks, head]
+    (attention_*: as ``mobilenet_v3_small``)."""
     return _mobilenet_v3(LARGE_SETTING, 1280, dynamic, num_kernels, num_classes, temperature,
-                         backend, dtype, rng)
+                         backend, dtype, rng, attention_reduction, attention_min_hidden,
+                         attention_hidden)

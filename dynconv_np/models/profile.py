@@ -74,9 +74,13 @@ def _layer_sum(field):
                     doc=f"total {field} over all layers")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Profile(_Totals):
-    """Per-layer costs (``layers``, in model order) and their totals, for ``input_shape``."""
+    """Per-layer costs (``layers``, in model order) and their totals, for ``input_shape``.
+
+    ``print(result)`` (``str``) gives one row per leaf layer and a total row (the attention and
+    aggregation columns only when the model has dynamic layers); ``repr`` is one summary line.
+    """
     input_shape: tuple
     output_shape: tuple
     layers: tuple
@@ -86,6 +90,43 @@ class Profile(_Totals):
     attention_pool = _layer_sum("attention_pool")
     attention_fc = _layer_sum("attention_fc")
     aggregation = _layer_sum("aggregation")
+
+    def summary(self):
+        """One line: shapes, params, MAdds, and the dynamic share when there is one."""
+        extra = self.attention + self.aggregation
+        share = (f" ({extra:,} of them attention + aggregation: "
+                 f"+{100 * extra / max(self.conv, 1):.1f}% over the {self.conv:,} of a static "
+                 f"twin)" if extra else "")
+        return (f"{_shape(self.input_shape)} -> {_shape(self.output_shape)}: "
+                f"{len(self.layers)} layers, {self.params:,} params, {self.madds:,} MAdds"
+                f"{share}")
+
+    def __repr__(self):
+        return f"<Profile {self.summary()}; print() it for the per-layer table>"
+
+    def __str__(self):
+        dynamic = any(layer.attention or layer.aggregation for layer in self.layers)
+        fields = ("params", "conv") + (MADD_FIELDS[1:] if dynamic else ())
+        headers = ("layer", "type", "output") + tuple(_HEADERS[f] for f in fields)
+        rows = [(layer.name, layer.layer, _shape(layer.output_shape),
+                 *(f"{getattr(layer, f):,}" for f in fields)) for layer in self.layers]
+        rows.append(("total", "", "", *(f"{getattr(self, f):,}" for f in fields)))
+        cells = [headers] + rows
+        widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+        lines = ["  ".join(c.ljust(w) if i < 3 else c.rjust(w)
+                           for i, (c, w) in enumerate(zip(row, widths))) for row in cells]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        lines.insert(len(lines) - 1, lines[1])
+        return "\n".join([self.summary()] + lines)
+
+
+_HEADERS = {"params": "params", "conv": "conv MAdds", "attention_pool": "att. pool",
+            "attention_fc": "att. FC", "aggregation": "aggregation"}
+
+
+def _shape(shape):
+    """(N, C, H, W) -> "NxCxHxW"."""
+    return "x".join(str(s) for s in shape)
 
 
 def profile(model, input_shape):

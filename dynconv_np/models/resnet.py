@@ -31,13 +31,18 @@ def basic_block(builder, in_channels, out_channels, stride):
 
 
 def resnet(blocks_per_stage, dynamic=False, num_kernels=4, num_classes=1000, temperature=30.0,
-           backend=DEFAULT_BACKEND, dtype=np.float32, rng=None):
-    """ResNet of basic blocks, ``blocks_per_stage`` (4 ints) -> Sequential [stem, blocks, head]."""
+           backend=DEFAULT_BACKEND, dtype=np.float32, rng=None, attention_reduction=4,
+           attention_min_hidden=4, attention_hidden=None):
+    """ResNet of basic blocks, ``blocks_per_stage`` (4 ints) -> Sequential [stem, blocks, head].
+
+    attention_reduction, attention_min_hidden, attention_hidden: the width of every dynamic
+    convolution's attention branch (``models.builder.LayerBuilder``)."""
     if len(blocks_per_stage) != 4 or not all(isinstance(b, int) and b >= 1
                                              for b in blocks_per_stage):
         raise ValueError(f"blocks_per_stage must be 4 positive ints; received {blocks_per_stage!r}")
     num_classes = check_positive_int(num_classes, "num_classes")
-    builder = LayerBuilder(dynamic, num_kernels, temperature, backend, dtype, rng)
+    builder = LayerBuilder(dynamic, num_kernels, temperature, backend, dtype, rng,
+                           attention_reduction, attention_min_hidden, attention_hidden)
     stem = Sequential(builder.conv(3, 64, 7, stride=2, static=True), builder.batch_norm(64),
                       ReLU(), MaxPool2d(3, stride=2, padding=1))
     blocks, channels = [], 64
@@ -51,12 +56,17 @@ def resnet(blocks_per_stage, dynamic=False, num_kernels=4, num_classes=1000, tem
 
 
 def resnet18(dynamic=False, num_kernels=4, num_classes=1000, temperature=30.0,
-             backend=DEFAULT_BACKEND, dtype=np.float32, rng=None):
-    """ResNet-18 (or DY-ResNet-18): [2, 2, 2, 2] basic blocks."""
-    return resnet((2, 2, 2, 2), dynamic, num_kernels, num_classes, temperature, backend, dtype, rng)
+             backend=DEFAULT_BACKEND, dtype=np.float32, rng=None, attention_reduction=4,
+             attention_min_hidden=4, attention_hidden=None):
+    """ResNet-18 (or DY-ResNet-18): [2, 2, 2, 2] basic blocks (attention_*: as ``resnet``)."""
+    return resnet((2, 2, 2, 2), dynamic, num_kernels, num_classes, temperature, backend, dtype, rng,
+                  attention_reduction, attention_min_hidden, attention_hidden)
 
 
 def resnet10(dynamic=False, num_kernels=4, num_classes=1000, temperature=30.0,
-             backend=DEFAULT_BACKEND, dtype=np.float32, rng=None):
-    """ResNet-10 (or DY-ResNet-10): [1, 1, 1, 1] basic blocks, as in the paper."""
-    return resnet((1, 1, 1, 1), dynamic, num_kernels, num_classes, temperature, backend, dtype, rng)
+             backend=DEFAULT_BACKEND, dtype=np.float32, rng=None, attention_reduction=4,
+             attention_min_hidden=4, attention_hidden=None):
+    """ResNet-10 (or DY-ResNet-10): [1, 1, 1, 1] basic blocks, as in the paper (attention_*:
+    as ``resnet``)."""
+    return resnet((1, 1, 1, 1), dynamic, num_kernels, num_classes, temperature, backend, dtype, rng,
+                  attention_reduction, attention_min_hidden, attention_hidden)

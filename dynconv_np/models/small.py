@@ -24,19 +24,23 @@ from .._validation import check_positive_int
 
 
 def small_cnn(image_shape=(1, 8, 8), num_classes=10, width=8, dynamic=False, num_kernels=4,
-              temperature=30.0, backend=DEFAULT_BACKEND, dtype=np.float32, rng=None):
+              temperature=30.0, backend=DEFAULT_BACKEND, dtype=np.float32, rng=None,
+              attention_reduction=4, attention_min_hidden=4, attention_hidden=None):
     """The small CNN above -> ``nn.Sequential`` mapping (N, C, H, W) to logits (N, num_classes).
 
     image_shape: (C, H, W); width: channels of the stem (w); dynamic: make every convolution but
     the first dynamic (K = num_kernels kernels, initial temperature ``temperature``); backend,
-    dtype, rng: as for every layer (one Generator seeds the whole network).
+    dtype, rng: as for every layer (one Generator seeds the whole network);
+    attention_reduction, attention_min_hidden, attention_hidden: the width of every dynamic
+    convolution's attention branch (``models.builder.LayerBuilder``).
     """
     if not (isinstance(image_shape, (tuple, list)) and len(image_shape) == 3):
         raise ValueError(f"image_shape must be (C, H, W); received {image_shape!r}")
     channels, height, width_px = (check_positive_int(s, "image_shape entries") for s in image_shape)
     num_classes = check_positive_int(num_classes, "num_classes")
     width = check_positive_int(width, "width")
-    build = LayerBuilder(dynamic, num_kernels, temperature, backend, dtype, rng)
+    build = LayerBuilder(dynamic, num_kernels, temperature, backend, dtype, rng,
+                         attention_reduction, attention_min_hidden, attention_hidden)
     layers = build.conv_bn(channels, width, 3, activation=ReLU, static=True)
     c, size = width, min(height, width_px)
     while size > 4:

@@ -93,7 +93,7 @@ def test_containers_sum_their_leaves_and_name_them_like_named_parameters():
                          nn.BatchNorm2d(4), nn.ReLU())
     model = nn.Sequential(nn.Residual(body), nn.GlobalAvgPool2d(), nn.Linear(4, 3))
     result = profile(model, (4, 5, 5))
-    assert [layer.name for layer in result.layers] == ["0.0.0", "0.0.1", "0.0.2", "1", "2"]
+    assert [layer.name for layer in result.layers] == ["0.body.0", "0.body.1", "0.body.2", "1", "2"]
     assert result.output_shape == (1, 3)
     # conv 4 * 25 * 4 * 9 = 3600, pool 4 * 25 = 100, linear 4 * 3 = 12
     assert (result.conv, result.attention, result.aggregation) == (3600 + 100 + 12, 0, 0)
@@ -154,3 +154,45 @@ def test_propagated_shape_and_conv_madds_match_a_real_forward(config, dynamic):
     kh, kw = config["kernel"]
     assert cost.conv == y.size * (config["in_channels"] // config["groups"]) * kh * kw
     assert cost.params == sum(p.size for p in layer.params.values())
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_a_profile_prints_as_a_table_for_any_model(dynamic):
+    from dynconv_np.models import mobilenet_v3_small, resnet18
+    for model in (resnet18(dynamic=dynamic, backend="numpy", rng=0),
+                  mobilenet_v3_small(dynamic=dynamic, backend="numpy", rng=0),
+                  nn.Sequential(nn.Linear(6, 3)), nn.ReLU()):
+        shape = (2, 6) if isinstance(model, nn.Sequential) and len(model) == 1 else (3, 64, 64)
+        result = profile(model, shape)
+        text = str(result)
+        lines = text.splitlines()
+        assert len(lines) == len(result.layers) + 5          # summary, header, rules, total
+        assert lines[1].split()[:4] == ["layer", "type", "output", "params"]
+        assert lines[-1].split()[0] == "total" and f"{result.params:,}" in lines[-1]
+        assert f"{result.madds:,} MAdds" in lines[0]
+        assert max(map(len, lines)) < 180
+        for layer, line in zip(result.layers, lines[3:-2]):
+            assert line.startswith(layer.name) and layer.layer in line
+        has_dynamic = any(layer.aggregation for layer in result.layers)
+        assert ("aggregation" in lines[1]) == has_dynamic
+        assert len(repr(result)) < 300 and repr(result).startswith("<Profile ")
+
+
+def test_model_builders_pass_the_attention_width_through():
+    from dynconv_np.models import mobilenet_v2, mobilenet_v3_small, resnet10
+    from dynconv_np.models.small import small_cnn
+    builders = [(lambda **kw: small_cnn(width=4, **kw), (1, 8, 8)), (resnet10, (3, 32, 32)),
+                (mobilenet_v3_small, (3, 32, 32)), (lambda **kw: mobilenet_v2(0.35, **kw),
+                                                    (3, 32, 32))]
+    for build, shape in builders:
+        exact = build(dynamic=True, backend="numpy", rng=0, attention_hidden=5)
+        layers = [m for m in exact.modules() if isinstance(m, nn.DynamicConv2d)]
+        assert layers and {m.hidden for m in layers} == {5}
+        # profile counts the attention FCs with that width: FC1 C_in * 5 + FC2 5 * K
+        costs = [c for c in profile(exact, shape).layers if c.layer == "DynamicConv2d"]
+        assert [c.attention_fc for c in costs] == [m.in_channels * 5 + 5 * m.num_kernels
+                                                   for m in layers]
+        wide = build(dynamic=True, backend="numpy", rng=0, attention_reduction=1,
+                     attention_min_hidden=1)
+        assert [m.hidden for m in wide.modules() if isinstance(m, nn.DynamicConv2d)] == \
+            [m.in_channels for m in layers]

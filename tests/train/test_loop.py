@@ -97,3 +97,70 @@ def test_minibatches_cover_every_index_once():
 def test_bad_config_is_named(field):
     with pytest.raises(ValueError, match=f"{field} must be a positive int"):
         TrainConfig(**{field: 0})
+
+
+def test_plain_arrays_train_and_a_validation_split_is_held_out():
+    data = digits_subset(120, 32)
+    history = fit(_model(False), (data.x_train, data.y_train), TrainConfig(epochs=2),
+                  progress=False)
+    assert set(history.final) == {"epoch", "train_loss", "train_acc", "lr", "tau"}
+    for seed in (0, 5):              # the held-out quarter is the same whatever the seed
+        model = _model(False)
+        history = fit(model, (data.x_train, data.y_train), TrainConfig(epochs=1),
+                      validation_split=0.25, seed=seed, progress=False)
+        held = np.random.default_rng(0).permutation(120)[:30]
+        assert (history.final["val_loss"], history.final["val_acc"]) == pytest.approx(
+            evaluate(model, data.x_train[held], data.y_train[held]))
+        assert "test_acc" not in history.final
+
+
+def test_validation_pair_and_dataset_test_split_are_both_evaluated():
+    data = digits_subset(64, 32)
+    model = _model(True)
+    history = fit(model, data, TrainConfig(epochs=1), progress=False,
+                  validation=(data.x_test[:16], data.y_test[:16]))
+    record = history.final
+    assert (record["val_loss"], record["val_acc"]) == pytest.approx(
+        evaluate(model, data.x_test[:16], data.y_test[:16]))
+    assert (record["test_loss"], record["test_acc"]) == pytest.approx(
+        evaluate(model, data.x_test, data.y_test))
+
+
+def test_callbacks_see_each_epoch_and_may_add_to_its_record():
+    data = digits_subset(64, 32)
+    seen = []
+
+    def callback(model, record):
+        seen.append((record["epoch"], model.training))
+        return {"twice_epoch": 2 * record["epoch"]}
+
+    history = fit(_model(False), data, TrainConfig(epochs=3), progress=False,
+                  callbacks=[callback, lambda model, record: None])
+    assert [epoch for epoch, _ in seen] == [1, 2, 3]
+    assert [e["twice_epoch"] for e in history.epochs] == [2, 4, 6]
+
+
+def test_a_temperature_schedule_in_the_config_is_followed():
+    from dynconv_np.train.schedules import TemperatureSchedule
+    data = digits_subset(96, 32)          # 3 iterations per epoch
+    config = TrainConfig(epochs=3, temperature_schedule=TemperatureSchedule.stepwise(7, 1, 3))
+    history = fit(_model(True), data, config, progress=False)
+    assert [e["tau"] for e in history.epochs] == [7, 4, 1]
+
+
+@pytest.mark.parametrize("data, kwargs, error, match", [
+    ("not data", {}, TypeError, "Dataset .* or a pair"),
+    ((np.zeros((4, 1, 8, 8), np.float32), np.zeros(3, np.int64)), {}, ValueError, "y_train"),
+    ((np.zeros((4, 1, 8, 8), np.float32), np.zeros(4, np.float32)), {}, ValueError,
+     "integer class labels"),
+    ((np.zeros((4, 1, 8, 8), np.int64), np.zeros(4, np.int64)), {}, TypeError, "float32"),
+    ((np.zeros((4, 1, 8, 8), np.float32), np.zeros(4, np.int64)), {"validation_split": 1.5},
+     ValueError, "validation_split"),
+    ((np.zeros((4, 1, 8, 8), np.float32), np.zeros(4, np.int64)), {"validation_split": 0.01},
+     ValueError, "empty"),
+    ((np.zeros((4, 1, 8, 8), np.float32), np.zeros(4, np.int64)),
+     {"validation_split": 0.5, "validation": (None, None)}, ValueError, "not both"),
+])
+def test_bad_data_is_named(data, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        fit(_model(False), data, TrainConfig(epochs=1), progress=False, **kwargs)

@@ -52,3 +52,44 @@ def test_not_a_terminal_gets_only_the_final_line():
 def test_negative_total_is_refused():
     with pytest.raises(ValueError, match="total must be >= 0"):
         ProgressBar(-1)
+
+
+def test_every_redraw_fits_80_columns_on_one_line():
+    out = io.StringIO()
+    description = "dynamic net, seed 9 (run 20/20)"      # what the demo's runs are called
+    with ProgressBar(1680, description, file=out, min_interval=0.0, live=True,
+                     columns=80) as bar:
+        for step in range(1680):
+            bar.update(epoch=f"{step // 84 + 1}/20", loss=f"{0.5 + step / 1e4:.3f}",
+                       test="81.2%")
+    text = out.getvalue()
+    assert text.count("\n") == 1 and text.endswith("\n")          # one line, redrawn
+    redraws = text[:-1].split("\r")[1:]
+    assert len(redraws) == 1681 and all(len(line) <= 79 for line in redraws)
+    assert all(line.startswith(description) for line in redraws)
+    assert "epoch 20/20  loss 0.668  test 81.2%" in redraws[-1]    # nothing said is cut
+    wide = ProgressBar(1680, description, columns=120)
+    wide.update(840, epoch="10/20")
+    assert "[##########..........]  840/1680  epoch 10/20" in wide.render(columns=120)
+
+
+def test_narrow_terminal_drops_counter_bar_then_description():
+    bar = ProgressBar(10, "a long description of what runs", live=True)
+    bar.update(3, loss=0.25)
+    assert bar.render(columns=200).startswith("a long description of what runs  [######")
+    line = bar.render(columns=70)          # the counter went, the bar shrank
+    assert "3/10" not in line and "[" in line and len(line) <= 69
+    line = bar.render(columns=60)          # no room for a bar
+    assert line.startswith("a long description of what runs  loss 0.2500  ~")
+    assert len(line) <= 59
+    line = bar.render(columns=40)          # the description is shortened
+    assert line.startswith("a long d") and ".." in line and "loss 0.2500" in line
+    assert len(bar.render(columns=20)) == 19
+
+
+def test_shows_the_time_left_while_running():
+    bar = ProgressBar(4, "x", live=True)
+    bar.update(1)
+    assert bar.render(now=bar.start + 2.0).endswith("1/4  ~6 s left")   # 2 s for 1 of 4
+    bar.update(3)
+    assert bar.render(now=bar.start + 5.0).endswith("4/4  5.0 s")        # done: elapsed

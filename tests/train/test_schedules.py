@@ -66,3 +66,72 @@ def test_apply_temperature_reaches_every_dynamic_module():
 def test_bad_arguments_are_named(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+# -- the temperature schedule family ----------------------------------------------------------
+
+from dynconv_np.train.schedules import (ConstantTemperature, LinearTemperature,  # noqa: E402
+                                        StepTemperature, TemperatureSchedule,
+                                        TwoSlopeTemperature)
+
+
+def test_linear_schedule_is_the_paper_line_per_iteration():
+    schedule = TemperatureSchedule.linear(30, 1, epochs=2)
+    reference = TemperatureAnnealing(30, 1, 2, per_iteration=True)
+    for epoch in range(4):
+        for iteration in range(5):
+            assert schedule.tau_at(epoch, iteration, 5) == pytest.approx(
+                reference.tau_at(epoch, iteration, 5))
+    assert schedule.tau_at(1, 0, 4) == pytest.approx(15.5) and schedule.end_epoch == 2
+    per_epoch = LinearTemperature(30, 1, 2, per_iteration=False)
+    assert per_epoch.tau_at(0, 3, 4) == 30 and per_epoch.tau_at(1, 3, 4) == pytest.approx(15.5)
+
+
+def test_stepwise_schedule_31_to_1_in_steps_of_3_per_epoch():
+    schedule = TemperatureSchedule.stepwise()
+    assert isinstance(schedule, StepTemperature) and not schedule.per_iteration
+    taus = [schedule.tau_at(epoch, iteration, 4) for epoch in range(12) for iteration in range(4)]
+    assert taus[::4] == [31, 28, 25, 22, 19, 16, 13, 10, 7, 4, 1, 1]
+    assert all(taus[i] == taus[i - i % 4] for i in range(len(taus)))   # constant in an epoch
+    assert schedule.end_epoch == 10
+    slow = StepTemperature(30, 2, step=4, every=2)          # floor at the end value
+    assert [slow.tau_at(e) for e in (0, 1, 2, 13, 14, 30)] == [30, 30, 26, 6, 2, 2]
+    assert slow.end_epoch == 14
+
+
+def test_constant_and_two_slope_schedules():
+    assert [ConstantTemperature(2.5).tau_at(e, 1, 3) for e in (0, 7)] == [2.5, 2.5]
+    assert TemperatureSchedule.constant().tau_at(0) == 1.0
+    schedule = TemperatureSchedule.two_slope(30, 5, 1, knee=1, epochs=9)
+    assert isinstance(schedule, TwoSlopeTemperature)
+    assert schedule.tau_at(0, 0, 2) == 30 and schedule.tau_at(0, 1, 2) == pytest.approx(17.5)
+    assert schedule.tau_at(1) == pytest.approx(5) and schedule.tau_at(5) == pytest.approx(3)
+    assert schedule.tau_at(9) == 1 and schedule.tau_at(20) == 1 and schedule.end_epoch == 9
+    t = [schedule.tau(v) for v in (0.999999, 1.0, 1.000001)]         # continuous at the knee
+    assert max(t) - min(t) < 1e-4
+
+
+def test_every_schedule_describes_itself_and_anneals_a_model():
+    net = DynamicConv2d(2, 2, 1, backend="numpy")
+    for schedule in (TemperatureSchedule.linear(), TemperatureSchedule.stepwise(),
+                     TemperatureSchedule.constant(3.0), TemperatureSchedule.two_slope()):
+        assert isinstance(schedule, TemperatureSchedule)
+        assert "tau" in schedule.describe() and type(schedule).__name__ in repr(schedule)
+        apply_temperature(net, schedule.tau_at(100))
+        assert net.temperature == schedule.end
+
+
+@pytest.mark.parametrize("make, error, match", [
+    (lambda: StepTemperature(1, 30), ValueError, "need start >= end"),
+    (lambda: StepTemperature(step=0), ValueError, "step must be > 0"),
+    (lambda: StepTemperature(every=-1), ValueError, "every must be > 0"),
+    (lambda: LinearTemperature(epochs=0), ValueError, "annealing length"),
+    (lambda: LinearTemperature(per_iteration=1), TypeError, "per_iteration"),
+    (lambda: ConstantTemperature(0.0), ValueError, "temperature"),
+    (lambda: TwoSlopeTemperature(knee=10, epochs=10), ValueError, "knee < epochs"),
+    (lambda: TwoSlopeTemperature(middle=-1), ValueError, "middle"),
+    (lambda: LinearTemperature().tau_at(-1), ValueError, "epoch >= 0"),
+])
+def test_schedule_arguments_are_checked(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
