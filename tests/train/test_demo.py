@@ -10,7 +10,7 @@ import pytest
 from dynconv_np import DynamicConv2d, cli
 from dynconv_np.models.profile import profile
 from dynconv_np.models.small import small_cnn
-from dynconv_np.train import demo
+from dynconv_np.train import demo, demo_plot, demo_report
 from dynconv_np.train.data import Dataset, load_digits
 
 TINY = ["--epochs", "1", "--seeds", "2", "--width", "2", "--num-kernels", "2",
@@ -61,13 +61,13 @@ def test_report_states_a_verdict_and_explains_the_attention(tiny_report):
 
 def test_paired_verdict_words():
     static = [0.70, 0.71, 0.72, 0.73]
-    assert "AHEAD of" in demo.paired_verdict(static, [s + 0.05 for s in static])
-    assert "BEHIND" in demo.paired_verdict(static, [s - 0.05 + 0.001 * i
+    assert "AHEAD of" in demo_report.paired_verdict(static, [s + 0.05 for s in static])
+    assert "BEHIND" in demo_report.paired_verdict(static, [s - 0.05 + 0.001 * i
                                                     for i, s in enumerate(static)])
-    assert "WITHIN NOISE" in demo.paired_verdict(static, [0.75, 0.66, 0.76, 0.70])
-    line = demo.paired_verdict(static, [0.75, 0.76, 0.77, 0.78])
+    assert "WITHIN NOISE" in demo_report.paired_verdict(static, [0.75, 0.66, 0.76, 0.70])
+    line = demo_report.paired_verdict(static, [0.75, 0.76, 0.77, 0.78])
     assert "+5.0 +- 0.0 points" in line and "4 ahead" in line and "+5.0, +5.0" in line
-    one = demo.paired_verdict([0.5], [0.6])
+    one = demo_report.paired_verdict([0.5], [0.6])
     assert "one seed" in one and "+-" not in one
 
 
@@ -109,7 +109,7 @@ def test_compare_takes_a_dataset_the_user_builds_and_anneals_to_one():
     assert "dataset mine: 32 train / 16 test images of 1x6x6, 2 classes" in out.getvalue()
     history = results["dynamic"][0]["history"]
     assert history.final["tau"] == 1.0 and "kernel_cosine" in history.final
-    report = demo.format_report(mine, results, demo.DemoOptions(epochs=2, seeds=1))
+    report = demo_report.format_report(mine, results, demo.DemoOptions(epochs=2, seeds=1))
     assert "verdict: one seed" in report and "balanced accuracy" not in report
 
 
@@ -126,7 +126,7 @@ def test_plot_draws_a_png(tmp_path):
     data = load_digits()
     options = demo.DemoOptions(epochs=2, seeds=1, num_kernels=2, progress=False)
     results = demo.compare(data, options, out=io.StringIO())
-    path = demo.plot(str(tmp_path / "demo.png"), data, results, options)
+    path = demo_plot.plot(str(tmp_path / "demo.png"), data, results, options)
     with open(path, "rb") as handle:
         assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
 
@@ -196,14 +196,14 @@ def test_help_shows_defaults_in_plain_text(capsys):
 def test_attention_summary_uniform_and_input_dependent_and_restores_the_mode():
     data = load_digits()
     x = data.x_test[:16]
-    assert demo.attention_summary(small_cnn(width=2, backend="numpy", rng=0), x) is None
+    assert demo_report.attention_summary(small_cnn(width=2, backend="numpy", rng=0), x) is None
     model = small_cnn(width=2, dynamic=True, backend="numpy", rng=0)
     dynamic = [m for m in model.modules() if isinstance(m, DynamicConv2d)]
     for layer in dynamic:                       # zero logits: pi = 1/K for every image
         layer.params["fc2_weight"][...] = 0
         layer.params["fc2_bias"][...] = 0
     model.train()
-    entropy, spread = demo.attention_summary(model, x)
+    entropy, spread = demo_report.attention_summary(model, x)
     assert model.training and all(m.training for m in model.modules())
     assert entropy == pytest.approx(1.0, abs=1e-6) and spread == pytest.approx(0.0, abs=1e-7)
     for layer in dynamic:                       # large logits at tau = 1: input-dependent pi
@@ -211,6 +211,6 @@ def test_attention_summary_uniform_and_input_dependent_and_restores_the_mode():
             layer.params["fc2_weight"].shape)
         layer.temperature = 1.0
     model.eval()
-    entropy, spread = demo.attention_summary(model, x)
+    entropy, spread = demo_report.attention_summary(model, x)
     assert not model.training
     assert entropy < 0.9 and spread > 0.01
