@@ -53,7 +53,7 @@ from dynconv_np.models.profile import profile
 from dynconv_np.models.small import small_cnn
 from dynconv_np.train import (SGD, CosineWarmupLR, apply_temperature, evaluate, load_digits,
                               train_step)
-from dynconv_np.train.demo import paired_verdict
+from dynconv_np.train.demo_report import paired_verdict
 from dynconv_np.train.loop import minibatches
 from dynconv_np.train.mixed_digits import STYLES, load_mixed_digits
 from dynconv_np.train.schedules import TemperatureSchedule, dynamic_modules

@@ -10,7 +10,8 @@
               Linear -> num_classes                                         (Linear stays static)
 
 Channels c w are rounded with ``make_divisible(c w, 8)``. With ``dynamic=True`` every convolution
-except the stem is an ``nn.DynamicConv2d`` (depthwise ones too).
+except the stem is an ``nn.DynamicConv2d`` (depthwise ones too); ``dynamic`` may also name a variant, "dyconv" (= True), "condconv", "odconv"
+or "dcd" (``models.builder``): that layer instead.
 """
 import numpy as np
 

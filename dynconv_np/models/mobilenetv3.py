@@ -12,7 +12,8 @@
 
 BatchNorm uses eps = 1e-3 and momentum = 0.01, as torchvision's MobileNetV3. With
 ``dynamic=True`` every convolution except the stem is an ``nn.DynamicConv2d``; the SE blocks are
-fully connected layers on a pooled vector and stay static, like the classifier.
+fully connected layers on a pooled vector and stay static, like the classifier. ``dynamic`` also
+takes a variant name (``models.builder``; the family papers use MobileNetV2 and ResNet).
 """
 import numpy as np
 

@@ -17,6 +17,8 @@ attention_pool           DynamicConv2d's global average pool of its input: C_in 
 attention_fc             the attention FCs: FC1 in * hidden + FC2 hidden * K
 aggregation              K per kernel entry and per bias entry (paper section 3.2):
                          K * (C_out * C_in/groups * kh * kw + C_out if bias)
+                         (the family: CondConv2d, ODConv2d, DCDConv2d, FDYConv2d, each by
+                         its module's ``extra_costs``; see "The family" below)
 not counted              bias additions, BatchNorm, activations, softmax, max pooling,
                          residual additions, the SE gate product (element-wise work)
 =======================  ==================================================================
@@ -28,6 +30,24 @@ reader comparing with a count that leaves it out can subtract it. Every count is
 the batch size N of ``input_shape``. Parameters are every entry of every ``params`` array
 (weights, biases, BatchNorm gamma and beta, attention FCs), not ``buffers`` (BatchNorm running
 statistics), as in torchvision's parameter counts.
+
+The family (``nn/condconv.py``, ``nn/odconv.py``, ``nn/dcd.py``, ``nn/fdy.py``): each layer's
+row is its module's ``extra_costs`` for one sample, times N, in the same four fields.
+"attention_*" is the branch that computes the attention, "aggregation" is everything that
+applies it (the dynamic work beyond one static convolution):
+
+=================  ====================================================================
+CondConv2d         pool and routing FC C_in E (own routing only); aggregation E per kernel
+                   and bias entry. ``CondConvBlock``: walked like Sequential, its shared
+                   ``routing`` counted once, as a row of its own, at the block input
+ODConv2d           pool; FC d C_in + heads d S; aggregation P (K + 1 [spatial head]) *plus
+                   the input/output scaling* C_in H W + C_out H' W' [filter head] (alpha_c x,
+                   alpha_f u: folded into aggregation, as DCD's lambda scaling is)
+DCDConv2d          pool; FCs C_in S + S^2 + S L^2 + S C_out; aggregation the dynamic part on
+                   features, (C_in L + L^2 + L C_out + C_out) H' W'
+FDYConv2d          temporal pool; conv1d branch; aggregation the K - 1 extra convolutions and
+                   the K-way output mixing K C_out H' W' (FDY mixes outputs, not kernels)
+=================  ====================================================================
 """
 from dataclasses import dataclass
 
@@ -35,6 +55,7 @@ from ..backends.geometry import conv_output_size
 from ..nn import (AvgPool2d, BatchNorm2d, Conv2d, Dropout, DynamicConv2d, DynamicLinear, Flatten,
                   GlobalAvgPool2d, HardSigmoid, HardSwish, Linear, MaxPool2d, ReLU, ReLU6,
                   Residual, Sequential, Sigmoid, SqueezeExcite)
+from ..nn import condconv as _condconv, dcd as _dcd, fdy as _fdy, odconv as _odconv
 
 MADD_FIELDS = ("conv", "attention_pool", "attention_fc", "aggregation")
 
@@ -158,6 +179,13 @@ def _walk(layer, shape, prefix, costs):
             shape = _walk(child, shape, f"{prefix}{child_name}.", costs)
         return shape
     name = prefix.rstrip(".") or "(model)"
+    if isinstance(layer, _condconv.CondConvBlock):
+        # the shared routing runs once on the block input; its (N, E) output is not the
+        # feature map the layers see, so the shape walks on from the block input
+        _walk(layer.routing, shape, f"{prefix}routing.", costs)
+        for index, child in enumerate(layer.layers):
+            shape = _walk(child, shape, f"{prefix}{index}.", costs)
+        return shape
     if isinstance(layer, Residual):
         children = dict(layer.named_children())
         out = _walk(children["body"], shape, f"{prefix}body.", costs)
@@ -283,10 +311,28 @@ def _flatten(layer, shape, name):
     return (shape[0], size), {}
 
 
+def _family_rule(costs, fold=()):
+    """A rule from a family module's ``extra_costs`` (batch totals): evaluated for one sample;
+    the fields in ``fold`` are added into "aggregation" (ODConv's "scaling")."""
+    def rule(layer, shape, name):
+        _expect(shape, 4, layer.in_channels, name, layer)
+        per_sample = costs(layer, (1,) + tuple(shape[1:]))
+        counts = {field: int(per_sample[field]) for field in MADD_FIELDS}
+        counts["aggregation"] += sum(int(per_sample[field]) for field in fold)
+        return (shape[0],) + tuple(per_sample["output_shape"][1:]), counts
+    rule.__doc__ = f"The family layer's extra_costs ({costs.__module__}) for one sample."
+    return rule
+
+
 RULES = {
     Conv2d: _conv, DynamicConv2d: _dynamic_conv, Linear: _linear, DynamicLinear: _dynamic_linear,
     GlobalAvgPool2d: _global_avg_pool, AvgPool2d: _avg_pool, MaxPool2d: _max_pool,
     SqueezeExcite: _squeeze_excite, BatchNorm2d: _batch_norm, Flatten: _flatten,
     ReLU: _elementwise, ReLU6: _elementwise, Sigmoid: _elementwise, HardSigmoid: _elementwise,
     HardSwish: _elementwise, Dropout: _elementwise,
+    _condconv.CondConv2d: _family_rule(_condconv.extra_costs),
+    _condconv.CondConvRouting: _family_rule(_condconv.extra_costs),
+    _odconv.ODConv2d: _family_rule(_odconv.extra_costs, fold=("scaling",)),
+    _dcd.DCDConv2d: _family_rule(_dcd.extra_costs),
+    _fdy.FDYConv2d: _family_rule(_fdy.extra_costs),
 }

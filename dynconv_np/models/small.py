@@ -13,7 +13,8 @@ of which the dynamic twin makes every one but the first a ``DynamicConv2d`` (pap
 "every convolution layer is dynamic except the first"; the classifier stays static). On 28 x 28
 (MNIST) and 32 x 32 (CIFAR-10) three stride-2 stages bring the map to 4 x 4 (channels w, 2w, 4w,
 8w). The layers are made by ``models.builder.LayerBuilder``, so the static and dynamic networks
-differ only in the convolution class.
+differ only in the convolution class. ``dynamic`` may also name a variant, "dyconv" (= True),
+"condconv", "odconv" or "dcd" (``models.builder``), for the demo's ``--variant``.
 """
 import numpy as np
 

@@ -52,7 +52,8 @@ from .demo_report import describe_setup, format_report
 from .demo_sweep import sweep
 from .loop import fit
 from ..backends import available_backends, get_backend
-from ..diagnostics import AttentionMonitor
+from ..diagnostics import AttentionMonitor, attention_layers
+from ..models.builder import VARIANTS
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -92,6 +93,10 @@ def build_parser():
                         help="number of seeds, 0 to N-1; each trains both networks")
     parser.add_argument("--width", metavar="W", type=_positive_int, default=d["width"],
                         help="stem channels (later stages 2W, 4W, ...)")
+    parser.add_argument("--variant", choices=VARIANTS, default=d["variant"],
+                        help="the dynamic twin's layer: dyconv (DynamicConv2d, the paper's), "
+                             "condconv (CondConv2d, own routing per layer, E = K experts), "
+                             "odconv (ODConv2d), dcd (DCDConv2d, K does not apply)")
     parser.add_argument("--num-kernels", metavar="K", type=_positive_int,
                         default=d["num_kernels"],
                         help="kernels per dynamic convolution (paper: 4)")
@@ -155,17 +160,25 @@ def options_from_args(args):
                        weight_decay=args.weight_decay, tau_start=args.tau_start,
                        anneal_epochs=args.anneal_epochs, anneal=not args.no_anneal,
                        attention_hidden=args.attention_hidden, backend=args.backend,
-                       progress=not args.no_progress)
+                       progress=not args.no_progress, variant=args.variant)
 
 
 # -- training ---------------------------------------------------------------------------------
+
+def diagnosable(model):
+    """Whether ``diagnostics.attention_diagnostics`` applies to ``model``: it has dynamic layers
+    and each exposes its attention as pi (N, K) with the ``attention_override`` hook the shuffle
+    test needs (DynamicConv2d; not ODConv's four attentions, CondConv's routing or DCD)."""
+    layers = attention_layers(model)
+    return bool(layers) and all(hasattr(type(layer), "attention_override") for _, layer in layers)
+
 
 def compare(dataset, options=None, out=None, **changes):
     """Train the static net and its dynamic twin on ``dataset`` (any ``train.data.Dataset``:
     x_train, y_train, x_test, y_test, classes) for every seed; return
     {"static": [run, ...], "dynamic": [run, ...]}, each run a dict with the trained "model",
     its "history" (``train.loop.History``) and, for the dynamic net, "monitor" (the
-    ``AttentionMonitor`` of the run). ``changes`` override fields of ``options``
+    ``AttentionMonitor`` of the run, None where ``diagnosable`` is False). ``changes`` override fields of ``options``
     (``DemoOptions``), e.g. ``compare(data, epochs=5, seeds=3)``."""
     options = replace(options or DemoOptions(), **changes)
     out = sys.stdout if out is None else out
@@ -175,13 +188,13 @@ def compare(dataset, options=None, out=None, **changes):
     for seed in range(options.seeds):
         for name in results:
             model = options.build(dataset, name == "dynamic", seed)
-            monitor = AttentionMonitor(dataset.x_test[:MONITOR_IMAGES])
+            monitor = (AttentionMonitor(dataset.x_test[:MONITOR_IMAGES])
+                       if name == "dynamic" and diagnosable(model) else None)
             run_index = 2 * seed + (name == "dynamic") + 1
             history = fit(model, dataset, options.config(), seed=seed, progress=options.progress,
                           description=f"{name} net, seed {seed} (run {run_index}/{total})",
-                          callbacks=[monitor] if name == "dynamic" else ())
-            results[name].append({"model": model, "history": history,
-                                  "monitor": monitor if name == "dynamic" else None})
+                          callbacks=[monitor] if monitor is not None else ())
+            results[name].append({"model": model, "history": history, "monitor": monitor})
     return results
 
 

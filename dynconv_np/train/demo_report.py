@@ -32,8 +32,19 @@ def describe_setup(dataset, options):
     hidden = ("max(C_in // 4, 4)" if options.attention_hidden is None
               else str(options.attention_hidden))
     static = f" (static {options.static_width})" if options.static_width else ""
-    networks = (f"networks: width {options.width}{static}, K = {options.num_kernels}, attention "
-                f"hidden width {hidden}; {options.temperature_schedule.describe()}")
+    variant = options.variant_name
+    if variant == "DyConv":
+        layer = f"K = {options.num_kernels}, attention hidden width {hidden}"
+    elif variant == "CondConv":
+        layer = f"E = {options.num_kernels} experts, own sigmoid routing per layer"
+    elif variant == "ODConv":
+        layer = f"K = {options.num_kernels}, four attentions, branch width max(C_in / 16, 16)"
+    else:
+        layer = "dynamic channel fusion, latent sqrt(C_in) (K does not apply)"
+    tau = (options.temperature_schedule.describe() if options.has_temperature
+           else f"no temperature in {variant}")
+    networks = (f"networks: width {options.width}{static}; dynamic twin {variant}: {layer}; "
+                f"{tau}")
     return "\n".join([data] + [textwrap.fill(line, 100, subsequent_indent="  ")
                                for line in (training, networks)])
 
@@ -50,20 +61,20 @@ def attention_summary(model, x):
             float(np.mean([layer.spread for layer in result.layers])))
 
 
-def paired_verdict(static, dynamic):
+def paired_verdict(static, dynamic, name="dynamic"):
     """One line from per-seed test accuracies (fractions, paired by seed): ahead / behind /
     within noise, by whether the mean paired difference is more than two standard errors
-    from zero."""
+    from zero. ``name``: the dynamic net's (its variant, "DyConv", "ODConv", ...)."""
     diff = 100 * (np.asarray(dynamic) - np.asarray(static))
     per_seed = ", ".join(f"{d:+.1f}" for d in diff)
     if len(diff) < 2:
-        return (f"verdict: one seed, no spread to judge noise by: dynamic - static = "
+        return (f"verdict: one seed, no spread to judge noise by: {name} - static = "
                 f"{diff[0]:+.1f} points (run --seeds 3 or more for a verdict)")
     mean, se = diff.mean(), diff.std(ddof=1) / np.sqrt(len(diff))
     word = ("AHEAD of" if mean > 0 else "BEHIND") if abs(mean) > 2 * se else "WITHIN NOISE of"
-    return (f"verdict: dynamic is {word} static: {mean:+.1f} +- {se:.1f} points (mean paired "
+    return (f"verdict: {name} is {word} static: {mean:+.1f} +- {se:.1f} points (mean paired "
             f"difference +- its standard error, {len(diff)} seeds, {int(np.sum(diff > 0))} "
-            f"ahead)\n  per seed, dynamic - static: {per_seed}")
+            f"ahead)\n  per seed, {name} - static: {per_seed}")
 
 
 def explain_attention(result):
@@ -123,7 +134,7 @@ def format_report(dataset, results, options=None):
         lines.append(f"test accuracy % per seed, {name}: {per_seed}")
     static = [r["history"].final["test_acc"] for r in results["static"]]
     dynamic = [r["history"].final["test_acc"] for r in results["dynamic"]]
-    lines.append(paired_verdict(static, dynamic))
+    lines.append(paired_verdict(static, dynamic, options.variant_name))
     lines.append("")
     lines += _attention_report(dataset, results, options)
     lines.append("")
@@ -133,6 +144,14 @@ def format_report(dataset, results, options=None):
 
 def _attention_report(dataset, results, options):
     runs, schedule = results["dynamic"], options.temperature_schedule
+    if runs[0]["monitor"] is None:      # demo.diagnosable: no (N, K) attention with the hook
+        return [textwrap.fill(
+            f"attention diagnostics: the shuffle test (another image's attention, the mean "
+            f"attention) does not apply to {options.variant_name} layers: it replaces one "
+            f"softmax mix pi (N, K) per layer through DynamicConv2d's attention_override hook, "
+            f"which {options.variant_name} does not have (its attention: "
+            f"{_ATTENTION_FORM.get(options.variant_name, 'another form')})", 100,
+            subsequent_indent="  ")]
     diagnosed = [attention_diagnostics(r["model"], dataset.x_test, dataset.y_test, seed=0)
                  for r in runs]
     if not diagnosed[0].layers:
@@ -181,6 +200,11 @@ def _attention_report(dataset, results, options):
     return lines
 
 
+_ATTENTION_FORM = {"CondConv": "sigmoid routing weights (N, E), not a softmax mix",
+                   "ODConv": "four attentions {channel, filter, spatial, kernel}",
+                   "DCD": "lambda (N, C_out) and Phi (N, L, L), no kernels to mix"}
+
+
 def _caveats(dataset, results, options):
     dynamic_cost = profile(results["dynamic"][0]["model"], dataset.image_shape).madds
     wider = []
@@ -196,12 +220,16 @@ def _caveats(dataset, results, options):
                        "dynamic twin is not ahead at this size")
     bullets.append(f"a gain per multiply-add: the comparison is at equal width and depth. The "
                    f"dynamic net costs {dynamic_cost:,} MAdds per image, static nets of "
-                   f"{' and '.join(wider)}; on digits-mixed those wider static nets beat the "
-                   f"dynamic twin (python -m dynconv_np demo --sweep measures it)")
-    bullets.append("a long anneal: while tau is high pi is near uniform, every kernel gets "
-                   "nearly the same gradient and the K kernels become near-copies, which no "
-                   "attention can mix into different kernels; hence tau reaches 1 after 10 % of "
-                   "the run (try --anneal-epochs with a third of --epochs)")
+                   f"{' and '.join(wider)}; " + (
+                       "on digits-mixed those wider static nets beat the dynamic twin (python -m "
+                       "dynconv_np demo --sweep measures it)" if options.variant == "dyconv" else
+                       f"the sweep (--sweep) measured that only for DyConv, not for "
+                       f"{options.variant_name}"))
+    if options.has_temperature:
+        bullets.append("a long anneal: while tau is high pi is near uniform, every kernel gets "
+                       "nearly the same gradient and the K kernels become near-copies, which no "
+                       "attention can mix into different kernels; hence tau reaches 1 after 10 % "
+                       "of the run (try --anneal-epochs with a third of --epochs)")
     return ["what this run does not show:"] + [
         textwrap.fill(text, 100, initial_indent="  - ", subsequent_indent="    ")
         for text in bullets]

@@ -107,7 +107,9 @@ def test_same_seed_same_weights_other_seed_other_weights():
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
-    (dict(dynamic="yes"), TypeError, "dynamic must be True or False"),
+    (dict(dynamic=1.5), TypeError, "dynamic must be True, False or one of"),
+    (dict(dynamic="yes"), ValueError, "dynamic must be False, True or one of"),
+    (dict(dynamic="fdy"), ValueError, "FDYConv2d.*audio"),
     (dict(num_kernels=0), ValueError, "num_kernels"),
     (dict(temperature=0.0), ValueError, "temperature"),
     (dict(backend="gpu"), ValueError, "backend"),
@@ -134,3 +136,55 @@ def test_builder_makes_static_or_dynamic_convs_on_request():
     assert [type(l) for l in layers] == [nn.DynamicConv2d, nn.BatchNorm2d, nn.ReLU]
     assert layers[1].eps == 1e-3 and layers[0].params["weight"].dtype == np.float64
     assert type(dynamic.linear(4, 3)) is nn.Linear
+
+
+# -- the family: dynamic= names the variant -------------------------------------------------
+
+FAMILY = {"dyconv": nn.DynamicConv2d, "condconv": nn.CondConv2d, "odconv": nn.ODConv2d,
+          "dcd": nn.DCDConv2d}
+BUILDERS = {"mobilenet_v2_0.35": lambda **kw: MODELS["mobilenet_v2_0.35"](**kw),
+            "resnet10_0.25": lambda **kw: MODELS["resnet10"](width=0.25, **kw)}
+
+
+def family_convolutions(model):
+    return [m for m in model.modules() if isinstance(m, (nn.Conv2d, *FAMILY.values()))]
+
+
+@pytest.mark.parametrize("builder", sorted(BUILDERS))
+@pytest.mark.parametrize("variant", sorted(FAMILY))
+def test_each_variant_builds_trains_and_matches_the_profile(variant, builder):
+    model = BUILDERS[builder](dynamic=variant, num_classes=10, backend="numpy", rng=0).train()
+    static = BUILDERS[builder](dynamic=False, num_classes=10, backend="numpy", rng=0)
+    convs, twins = family_convolutions(model), family_convolutions(static)
+    assert type(convs[0]) is nn.Conv2d                       # the stem stays static
+    assert all(type(c) is FAMILY[variant] for c in convs[1:]) and len(convs) == len(twins)
+    assert [(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.groups) for c in convs] \
+        == [(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.groups) for c in twins]
+    x = np.random.default_rng(1).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    y = model(x)
+    assert y.shape == (2, 10) and np.isfinite(y).all()
+    dx = model.backward(np.ones_like(y))
+    assert dx.shape == x.shape and np.isfinite(dx).all()
+    grads = [g for _, _, g in model.named_parameters()]
+    assert all(np.isfinite(g).all() for g in grads)
+    cost = profile(model, (3, 32, 32))
+    assert cost.output_shape == (1, 10)
+    assert cost.params == sum(int(p.size) for _, p, _ in model.named_parameters())
+    extras = {"condconv": nn.condconv, "odconv": nn.odconv, "dcd": nn.dcd}
+    if variant in extras:                     # params = static + each layer's extra_params
+        extra = sum(extras[variant].extra_costs(c, (1, c.in_channels, 8, 8))["extra_params"]
+                    for c in convs[1:])
+        assert cost.params == profile(static, (3, 32, 32)).params + extra
+
+
+def test_true_still_means_dynamic_conv_and_variants_reach_the_layers():
+    assert LayerBuilder(True, 4, 30.0, "numpy", np.float32, 0).variant == "dyconv"
+    assert LayerBuilder(False, 4, 30.0, "numpy", np.float32, 0).variant is None
+    cond = LayerBuilder("condconv", 3, 30.0, "numpy", np.float32, 0).conv(4, 8, 3, stride=2)
+    assert (cond.num_experts, cond.shares_routing, "bias" in cond.params, cond.padding) == (
+        3, False, False, (1, 1))
+    od = LayerBuilder("odconv", 2, 7.0, "numpy", np.float32, 0).conv(8, 8, 3, groups=8)
+    assert (od.num_kernels, od.temperature, od.groups) == (2, 7.0, 8)
+    dcd = LayerBuilder("dcd", 4, 30.0, "numpy", np.float32, 0).conv(16, 8, 3, stride=2)
+    assert (dcd.stride, "bias" in dcd.params) == ((2, 2), False)
+    assert dcd.output_size(7, 7) == nn.Conv2d(16, 8, 3, stride=2, padding=1).output_size(7, 7)

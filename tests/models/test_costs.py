@@ -43,3 +43,32 @@ def test_bad_arguments_exit_with_usage(argv):
     with pytest.raises(SystemExit) as exit_info:
         costs.main(argv)
     assert exit_info.value.code == 2
+
+
+@pytest.mark.parametrize("variant, label", [("condconv", "CondConv"), ("odconv", "ODConv"),
+                                            ("dcd", "DCD"), ("dyconv", "DY")])
+def test_variant_table_is_static_vs_that_variant(variant, label, capsys):
+    assert costs.main(["--variant", variant, "--resolution", "64"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"Static vs {label}") and f"{label} params" in out
+    static, dynamic = costs.static_and_dynamic("resnet10", 64, variant=variant)
+    assert dynamic.madds > static.madds and dynamic.params > static.params
+    row = next(line for line in out.splitlines() if line.startswith("resnet10 ")).split()
+    assert row[1:5] == [f"{static.params / 1e6:.2f}M", f"{dynamic.params / 1e6:.2f}M",
+                        f"{static.madds / 1e6:.1f}M", f"{dynamic.madds / 1e6:.1f}M"]
+    extra = dynamic.attention + dynamic.aggregation
+    assert row[-2] == f"+{100 * extra / static.madds:.1f}%"
+    assert dynamic.madds - static.madds == extra        # the variant changes no conv count
+
+
+def test_variant_per_layer_names_the_layer_class(capsys):
+    assert costs.main(["--model", "resnet10", "--per-layer", "--variant", "odconv",
+                       "--resolution", "64"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("resnet10, ODConv (K=4), 64 x 64")
+    assert sum(line.split()[1:2] == ["ODConv2d"] for line in out.splitlines()) == 11   # 8 + 3 shortcuts
+
+
+def test_fdy_is_not_a_costs_variant(capsys):
+    with pytest.raises(SystemExit):
+        costs.main(["--variant", "fdy"])

@@ -196,3 +196,74 @@ def test_model_builders_pass_the_attention_width_through():
                      attention_min_hidden=1)
         assert [m.hidden for m in wide.modules() if isinstance(m, nn.DynamicConv2d)] == \
             [m.in_channels for m in layers]
+
+
+# -- the family: each layer's row is the formula of its notes (per sample, times N) ----------
+
+def test_condconv_own_routing_row():
+    layer = nn.CondConv2d(8, 16, 3, padding=1, num_experts=3, backend="numpy")
+    cost = only_layer(layer, (2, 8, 6, 6))
+    assert (cost.layer, cost.output_shape) == ("CondConv2d", (2, 16, 6, 6))
+    assert cost.conv == 2 * 41472            # 16 * 6 * 6 * 8 * 3 * 3, as the static conv
+    assert cost.attention_pool == 2 * 288    # C_in H W = 8 * 36
+    assert cost.attention_fc == 2 * 24       # C_in E = 8 * 3, one FC
+    assert cost.aggregation == 2 * 3504      # E (P + C_out) = 3 * (1152 + 16)
+    assert cost.params == 3531               # 3 * 1168 + 8 * 3 + 3 (routing bias)
+
+
+def test_condconv_block_counts_its_shared_routing_once_at_the_block_input():
+    routing = nn.CondConvRouting(8, 3, backend="numpy")
+    block = nn.CondConvBlock(
+        routing, nn.CondConv2d(8, 16, 3, padding=1, bias=False, num_experts=3, routing=routing,
+                               backend="numpy"),
+        nn.BatchNorm2d(16),
+        nn.CondConv2d(16, 16, 1, bias=False, num_experts=3, routing=routing, backend="numpy"))
+    result = profile(block, (8, 6, 6))
+    rows = {c.name: c for c in result.layers}
+    assert list(rows) == ["routing", "0", "1", "2"]
+    assert [n for n, _, _ in block.named_parameters()][:2] == ["routing.weight", "routing.bias"]
+    r = rows["routing"]
+    assert (r.layer, r.conv, r.attention_pool, r.attention_fc, r.aggregation, r.params) == (
+        "CondConvRouting", 0, 288, 24, 0, 27)     # pool 8 * 36, FC 8 * 3; params 24 + 3
+    first, last = rows["0"], rows["2"]
+    assert (first.conv, first.attention, first.aggregation, first.params) == (
+        41472, 0, 3456, 3456)                      # no routing costs; E P = 3 * 1152
+    assert (last.conv, last.attention, last.aggregation, last.params) == (
+        9216, 0, 768, 768)                         # 16 * 36 * 16; 3 * 256
+    assert result.output_shape == (1, 16, 6, 6)
+    assert result.params == sum(int(p.size) for _, p, _ in block.named_parameters())
+
+
+def test_odconv_row_folds_the_scaling_into_aggregation():
+    layer = nn.ODConv2d(8, 16, 3, padding=1, num_kernels=4, backend="numpy")
+    assert layer.hidden == 16 and set(layer.heads) == {"channel", "filter", "spatial", "kernel"}
+    cost = only_layer(layer, (2, 8, 6, 6))
+    assert cost.conv == 2 * 41472
+    assert cost.attention_pool == 2 * 288
+    assert cost.attention_fc == 2 * 720      # d C_in + d S = 16 * 8 + 16 * (8 + 16 + 9 + 4)
+    # P (K + 1) = 1152 * 5, plus the scaling C_in H W + C_out H' W' = 288 + 576
+    assert cost.aggregation == 2 * (5760 + 864)
+    assert cost.params == 5397               # K P + d C_in + 2 d + d S + S = 4608+128+32+592+37
+
+
+def test_dcd_row():
+    layer = nn.DCDConv2d(16, 16, 3, backend="numpy")
+    assert (layer.latent_dim, layer.squeeze) == (4, 4)
+    cost = only_layer(layer, (2, 16, 6, 6))
+    assert cost.output_shape == (2, 16, 6, 6)
+    assert cost.conv == 2 * 82944            # 16 * 36 * 16 * 9
+    assert cost.attention_pool == 2 * 576    # 16 * 36
+    assert cost.attention_fc == 2 * 208      # C_in S + S^2 + S L^2 + S C_out = 64+16+64+64
+    assert cost.aggregation == 2 * 5760      # (C_in L + L^2 + L C_out + C_out) H'W' = 160 * 36
+    assert cost.params == 2304 + 352         # W0; C_in L + C_out L + C_in S + S^2 + L^2 S
+    #                                          + C_out S + 4 L = 64+64+64+16+64+64+16
+
+
+def test_fdy_row():
+    layer = nn.FDYConv2d(8, 16, 3, padding=1, num_kernels=4, backend="numpy")
+    cost = only_layer(layer, (2, 8, 6, 6))
+    assert cost.conv == 2 * 41472
+    assert cost.attention_pool == 2 * 288    # C_in T F
+    assert cost.attention_fc == 2 * 672      # D C_in kf F' + K D F' = 4*8*3*6 + 4*4*6
+    assert cost.aggregation == 2 * (3 * 41472 + 4 * 16 * 36)   # K - 1 convs + output mixing
+    assert cost.params == 4 * 1152 + 4 * 8 * 3 + 2 * 4 + 4 * 4 + 4   # no bias by default

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from dynconv_np import DynamicConv2d, cli
+from dynconv_np.nn import DCDConv2d
 from dynconv_np.models.profile import profile
 from dynconv_np.models.small import small_cnn
 from dynconv_np.train import demo, demo_plot, demo_report
@@ -48,10 +49,10 @@ def test_default_is_digits_mixed_and_the_table_has_profiled_costs(tiny_report):
 
 def test_report_states_a_verdict_and_explains_the_attention(tiny_report):
     out = tiny_report
-    verdict = re.search(r"verdict: dynamic is (AHEAD of|BEHIND|WITHIN NOISE of) static: "
+    verdict = re.search(r"verdict: DyConv is (AHEAD of|BEHIND|WITHIN NOISE of) static: "
                         r"[+-]\d+\.\d \+- \d+\.\d points .*2 seeds", out)
     assert verdict, out
-    assert re.search(r"per seed, dynamic - static: [+-]\d+\.\d, [+-]\d+\.\d", out)
+    assert re.search(r"per seed, DyConv - static: [+-]\d+\.\d, [+-]\d+\.\d", out)
     assert "attention diagnostics on 900 images" in out and "all layers" in out
     assert "in words: pi is" in out and "balanced accuracy" in out
     assert "kernels' mean pairwise cosine during training" in out
@@ -214,3 +215,28 @@ def test_attention_summary_uniform_and_input_dependent_and_restores_the_mode():
     entropy, spread = demo_report.attention_summary(model, x)
     assert not model.training
     assert entropy < 0.9 and spread > 0.01
+
+
+def test_odconv_variant_trains_and_states_its_verdict(capsys):
+    assert cli.main(["demo", "--variant", "odconv", "--epochs", "1", "--seeds", "1",
+                     "--width", "2", "--backend", "numpy", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "dynamic twin ODConv: K = 4" in out
+    assert re.search(r"verdict: one seed, no spread to judge noise by: ODConv - static = "
+                     r"[+-]\d+\.\d points", out), out
+    words = " ".join(out.split())                 # the paragraph is wrapped at 100 columns
+    assert "the shuffle test" in words and "does not apply to ODConv layers" in words
+    cost = profile(small_cnn(width=2, dynamic="odconv", backend="numpy"), (1, 8, 8))
+    row = next(line.split() for line in out.splitlines() if line.startswith("dynamic "))
+    assert row[1:3] == [f"{cost.params:,}", f"{cost.madds:,}"]
+    assert "a long anneal" in out                 # ODConv anneals its temperature too
+
+
+def test_variant_option_reaches_the_dynamic_net_only():
+    options = demo.options_from_args(demo.build_parser().parse_args(["--variant", "dcd"]))
+    data = load_digits()
+    assert options.variant_name == "DCD" and not options.has_temperature
+    assert any(isinstance(m, DCDConv2d) for m in options.build(data, True, 0).modules())
+    assert not any(isinstance(m, DCDConv2d) for m in options.build(data, False, 0).modules())
+    with pytest.raises(SystemExit):
+        demo.build_parser().parse_args(["--variant", "fdy"])
