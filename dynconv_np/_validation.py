@@ -117,6 +117,40 @@ def check_shape(a, name, expected):
         raise ValueError(f"{name} must have shape {pretty}; received {shape}")
 
 
+def check_named_arrays(arrays, shapes, dtype):
+    """Each ``arrays[name]`` for ``name, shape`` in ``shapes``: a float array of that shape,
+    finite, of ``dtype`` (x's, said so in the message)."""
+    for name, shape in shapes.items():
+        array = check_float_array(arrays[name], name, ndim=len(shape))
+        check_shape(array, name, shape)
+        if array.dtype != dtype:
+            raise TypeError(f"{name} has dtype {array.dtype} but x is {dtype}; mixed dtypes are "
+                            "not supported")
+
+
+def check_param_names(params, names, what, optional=("bias",)):
+    """``params`` must be a dict holding every name of ``names`` but the ``optional`` ones;
+    TypeError / ValueError naming ``what`` (e.g. "DCD") and the missing keys."""
+    if not isinstance(params, dict):
+        raise TypeError(f"params must be a dict of the {what} parameters {names}; received "
+                        f"{type(params).__name__}")
+    missing = [name for name in names if name not in optional and name not in params]
+    if missing:
+        raise ValueError(f"params is missing the {what} parameter(s) {missing}; it has "
+                         f"{sorted(params)}")
+
+
+def check_host_backend(backend, what, why=""):
+    """The backend module called ``backend``; ValueError for a device backend ("cuda"), refused
+    before importing it: ``what`` (a layer or stage name) computes on the host (``why``)."""
+    from .backends import get_backend, runs_on_device  # backends import this module
+    module = None if backend == "cuda" else get_backend(backend)
+    if module is None or runs_on_device(module):
+        raise ValueError(f"{what} runs on a host backend (numpy, loops or numba{why}); "
+                         f"received backend={backend!r}")
+    return module
+
+
 def as_pair(value, name, minimum):
     """An int or a pair of ints -> a tuple of two ints, each >= ``minimum``."""
     pair = (value, value) if _is_int(value) else value

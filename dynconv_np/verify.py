@@ -3,8 +3,9 @@
 For each op and backend, ``gradcheck`` (central differences, float64, random upstream gradient)
 compares the analytical gradients of every input with numerical ones on a few configurations
 (dense, strided/dilated/grouped, depthwise with a channel multiplier); a second column compares
-the backend's forward output with the NumPy reference. Prints one table and exits non-zero if any
-row fails.
+the backend's forward output with the NumPy reference. Each backend's rows end with the dynamic
+convolution family's layers (CondConv2d, ODConv2d, DCDConv2d and FDYConv2d, train and eval
+modes: ``verify_family``). Prints one table and exits non-zero if any row fails.
 """
 import argparse
 import itertools
@@ -20,6 +21,7 @@ from .functional import (aggregate_kernels_backward, aggregate_kernels_forward,
                          softmax_forward)
 from .gradcheck import gradcheck
 from .nn import DynamicConv2d, DynamicLinear
+from .verify_family import family_rows
 
 # (name, C_in, C_out, kernel, stride, padding, dilation, groups, H, W)
 CONV_CONFIGS = [
@@ -158,7 +160,8 @@ def main(argv=None):
     print("-" * len(header))
     failures, count, start = 0, 0, time.perf_counter()
     rows = itertools.chain((("host", row) for row in _host_rows(rng)),
-                           ((b, row) for b in backends for row in _rows_for_backend(b, rng)))
+                           ((b, row) for b in backends for row in itertools.chain(
+                               _rows_for_backend(b, rng), family_rows(b, rng))))
     for backend, (op, config, report, difference) in rows:  # printed as each row finishes
         failures += not report.passed
         count += 1

@@ -17,11 +17,17 @@ Evaluation (running statistics, so y is an affine function of x):
 Running statistics (PyTorch's momentum convention; the variance estimate is unbiased):
     running_mean <- (1 - m) running_mean + m mean_c
     running_var  <- (1 - m) running_var  + m var_c M / (M - 1)
+
+A BatchNorm inside a larger composition (the attention branches of ODConv, DCD and FDY) is a
+*stage*: ``batchnorm_stage(params, eps, buffers)`` gives the mode's ``normalise(z, prefix)``
+-> (out, (backward, cache)), reading "<prefix>_weight", "<prefix>_bias" and, in evaluation
+mode, "<prefix>_running_mean" / "<prefix>_running_var"; ``batch_stats`` reads a training
+stage's statistics for the caller's running-statistics update.
 """
 import numpy as np
 
-from .._validation import (check_float_array, check_real, check_same_dtype, check_shape,
-                           check_upstream, stage_cache)
+from .._validation import (check_float_array, check_named_arrays, check_real, check_same_dtype,
+                           check_shape, check_upstream, stage_cache)
 
 _AXES = (0, 2, 3)
 
@@ -41,11 +47,29 @@ def check_batchnorm_args(x, weight, bias, eps, **stats):
         check_shape(value, name, (channels,))
     check_same_dtype(x=x, weight=weight, bias=bias, **stats)
     check_real(eps, "eps", low=0)
-    running_var = stats.get("running_var")
-    if running_var is not None and (running_var < 0).any():
-        index = int(np.argmax(running_var < 0))
-        raise ValueError(f"running_var must be >= 0 (a variance); received "
-                         f"{float(running_var[index])} at index {index}")
+    if stats.get("running_var") is not None:
+        check_variance(stats["running_var"], "running_var")
+
+
+def check_variance(var, name):
+    """A running variance must be >= 0: ValueError naming the first negative entry."""
+    if (var < 0).any():
+        index = int(np.argmax(var < 0))
+        raise ValueError(f"{name} must be >= 0 (a variance); received {float(var[index])} at "
+                         f"index {index}")
+
+
+def check_running_stats(buffers, shapes, dtype):
+    """Running statistics by name: ``shapes`` {name: shape}, each in ``buffers``, finite, of
+    ``dtype``; every "*running_var" >= 0. Names what is missing or wrong."""
+    missing = [name for name in shapes if name not in buffers]
+    if missing:
+        raise ValueError(f"buffers is missing the running statistic(s) {missing}; it has "
+                         f"{sorted(buffers)}")
+    check_named_arrays(buffers, shapes, dtype)
+    for name in shapes:
+        if name.endswith("running_var"):
+            check_variance(buffers[name], name)
 
 
 def check_train_batch(x):
@@ -117,6 +141,35 @@ def _batchnorm2d_eval_forward(x, weight, bias, running_mean, running_var, eps):
 def _batchnorm2d_eval_backward(dy, cache):
     dx = dy * _per_channel(cache["weight"] * cache["inv_std"])
     return dx, np.sum(dy * cache["xhat"], axis=_AXES), dy.sum(axis=_AXES)
+
+
+def batchnorm_stage(params, eps, buffers=None):
+    """The BatchNorm stage of a composition: ``normalise(z, prefix="bn")`` -> (out, stage),
+    stage = (its backward, its cache), with gamma params["<prefix>_weight"] and beta
+    params["<prefix>_bias"] (C,) over z (N, C, H, W); batch statistics when ``buffers`` is None
+    (training), else the running statistics buffers["<prefix>_running_mean"] and
+    buffers["<prefix>_running_var"] (evaluation). Trusts its inputs (checked by the caller)."""
+    def normalise(z, prefix="bn"):
+        weight, bias = params[f"{prefix}_weight"], params[f"{prefix}_bias"]
+        if buffers is None:
+            out, cache = _batchnorm2d_train_forward(z, weight, bias, eps)
+            return out, (_batchnorm2d_train_backward, cache)
+        out, cache = _batchnorm2d_eval_forward(z, weight, bias, buffers[f"{prefix}_running_mean"],
+                                               buffers[f"{prefix}_running_var"], eps)
+        return out, (_batchnorm2d_eval_backward, cache)
+    return normalise
+
+
+def batchnorm_stage_backward(dout, stage):
+    """(dz, dweight, dbias) of a ``batchnorm_stage`` call, by its mode's backward."""
+    backward, cache = stage
+    return backward(dout, cache)
+
+
+def batch_stats(stage):
+    """(batch mean, biased batch variance, count M) of a training-mode stage; None in eval."""
+    cache = stage[1]
+    return (cache["mean"], cache["var"], cache["count"]) if "mean" in cache else None
 
 
 def running_stats_update(running_mean, running_var, batch_mean, batch_var, count, momentum):

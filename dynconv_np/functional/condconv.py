@@ -240,38 +240,3 @@ def _condconv2d_with_routing_backward(dy, cache):
         grads["bias"] = dbias
     return dx, grads, db_n
 
-
-# -- one row per backend for ``python -m dynconv_np verify`` ---------------------------------
-VERIFY_CONFIG = ("grouped s2 d(1,2) p1", 4, 6, (3, 2), 2, 1, (1, 2), 2, 5, 4)
-
-
-def verify_rows(rng, backends):
-    """Yield (op, backend, configuration, GradcheckReport, |y - y_numpy|) for the one-call
-    CondConv (routing from x) on each backend: float64, central differences, with respect to
-    x and every parameter; E = 3 experts, N = 2."""
-    from ..gradcheck import gradcheck  # needs only NumPy; imported here, where it is used
-
-    name, c_in, c_out, kernel, stride, padding, dilation, groups, h, w = VERIFY_CONFIG
-    geometry = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
-    experts = 3
-    inputs = {"x": rng.standard_normal((2, c_in, h, w)),
-              "weight": rng.standard_normal((experts, c_out, c_in // groups) + kernel),
-              "bias": rng.standard_normal((experts, c_out)),
-              "routing_weight": 2 * rng.standard_normal((experts, c_in)),
-              "routing_bias": rng.standard_normal(experts)}
-
-    def backward(dy, cache):
-        dx, grads = condconv2d_with_routing_backward(dy, cache)
-        return {"x": dx, **grads}
-
-    judge = condconv2d_with_routing_forward(inputs["x"], {k: v for k, v in inputs.items()
-                                                          if k != "x"}, **geometry,
-                                            backend="numpy")[0]
-    for backend in backends:
-        def forward(x, **params):
-            return condconv2d_with_routing_forward(x, params, **geometry, backend=backend)
-
-        report = gradcheck(forward, inputs, backward=backward, raise_exception=False)
-        y = forward(**inputs)[0]
-        yield ("CondConv2d (routed)", backend, name, report,
-               float(np.max(np.abs(np.asarray(y) - judge))))

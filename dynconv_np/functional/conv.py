@@ -76,6 +76,20 @@ def check_conv_args(x, weight, bias, geometry, per_sample, finite=True):
         check_shape(bias, "bias", (n, c_out) if per_sample else (c_out,))
 
 
+def check_kernel_bank(x, weight, bias, geometry):
+    """x (N, C_in, H, W) against a bank of K kernels weight (K, C_out, C_in/groups, kh, kw)
+    and biases bias (K, C_out) or None (dynamic convolution and its family): shapes, dtypes,
+    the geometry, the kernels' values finite; x's values are not scanned (its caller screens
+    them). Returns (K, C_out)."""
+    check_float_array(x, "x", ndim=4, finite=False)
+    weight = check_float_array(weight, "weight", ndim=5)
+    if bias is not None:
+        check_shape(check_float_array(bias, "bias", ndim=2), "bias", tuple(weight.shape[:2]))
+    check_conv_args(x, weight[0], None if bias is None else bias[0], geometry, per_sample=False,
+                    finite=False)
+    return tuple(weight.shape[:2])
+
+
 def per_sample_conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
                               backend=DEFAULT_BACKEND):
     """y[n] = conv2d(x[n], weight[n]) + bias[n] -> (y, cache).

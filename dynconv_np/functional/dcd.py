@@ -84,15 +84,16 @@ Host backends only (numpy, loops, numba): the branch's element-wise stages run i
 import numpy as np
 
 from .activations import _hardsigmoid_backward, _hardsigmoid_forward
-from .batchnorm import (_batchnorm2d_eval_backward, _batchnorm2d_eval_forward,
-                        _batchnorm2d_train_backward, _batchnorm2d_train_forward)
+from .batchnorm import (batch_stats, batchnorm_stage, batchnorm_stage_backward,
+                        check_running_stats)
 from .channel_scale import _channel_scale_backward, _channel_scale_forward
 from .conv import _conv_backward, _conv_forward, check_conv_args, conv_geometry
 from .linear import _linear_backward, _linear_forward
 from .pooling import _add_global_avg_pool_grad, _global_avg_pool_forward
-from .._validation import (check_finite_via, check_float_array, check_real, check_shape,
-                           check_upstream, contiguous, stage_cache)
-from ..backends import DEFAULT_BACKEND, check_placement, get_backend, runs_on_device
+from .._validation import (check_finite_via, check_float_array, check_host_backend,
+                           check_named_arrays, check_param_names, check_real, check_upstream,
+                           contiguous, stage_cache)
+from ..backends import DEFAULT_BACKEND, check_placement
 
 DCD_PARAMS = ("weight", "bias", "q_weight", "p_weight", "fc_weight", "se_weight", "phi_weight",
               "scale_weight", "bn1_weight", "bn1_bias", "bn2_weight", "bn2_bias")
@@ -113,7 +114,7 @@ def dcd_conv2d_train_forward(x, params, stride=1, padding=None, dilation=1, grou
     """
     x, geometry, module = _check_call(x, params, stride, padding, dilation, groups, eps, backend)
     _check_train_batch(x, geometry)
-    y, cache = _dcd_conv2d_forward(x, params, geometry, module, _train_norm(params, eps))
+    y, cache = _dcd_conv2d_forward(x, params, geometry, module, batchnorm_stage(params, eps))
     check_finite_via(x, "x", cache["pooled"], "mean")
     return y, stage_cache("dcd_conv2d_train", cache, y)
 
@@ -130,7 +131,8 @@ def dcd_conv2d_eval_forward(x, params, buffers, stride=1, padding=None, dilation
     "bn2_running_mean", "bn2_running_var", each (L,); otherwise as the training pair."""
     x, geometry, module = _check_call(x, params, stride, padding, dilation, groups, eps, backend)
     check_dcd_buffers(buffers, params["q_weight"].shape[0], np.dtype(x.dtype))
-    y, cache = _dcd_conv2d_forward(x, params, geometry, module, _eval_norm(params, buffers, eps))
+    y, cache = _dcd_conv2d_forward(x, params, geometry, module,
+                                   batchnorm_stage(params, eps, buffers))
     check_finite_via(x, "x", cache["pooled"], "mean")
     return y, stage_cache("dcd_conv2d_eval", cache, y)
 
@@ -160,26 +162,10 @@ def dcd_geometry(stride, padding, dilation, groups, kernel_size):
     return geometry
 
 
-def check_host_backend(backend, layer):
-    """The backend module for ``backend``; ValueError for a device backend (``layer`` runs its
-    element-wise stages in NumPy)."""
-    module = None if backend == "cuda" else get_backend(backend)  # refused before importing it
-    if module is None or runs_on_device(module):
-        raise ValueError(f"{layer} runs on a host backend (numpy, loops or numba); received "
-                         f"backend={backend!r}")
-    return module
-
-
 def check_dcd_params(params, x, geometry):
     """Every parameter by name (module docstring shapes), finite, of x's dtype; x against W0 and
     the geometry. ValueError/TypeError naming what is wrong (a missing key too)."""
-    if not isinstance(params, dict):
-        raise TypeError(f"params must be a dict of the DCD parameters {DCD_PARAMS}; received "
-                        f"{type(params).__name__}")
-    missing = [name for name in DCD_PARAMS if name != "bias" and name not in params]
-    if missing:
-        raise ValueError(f"params is missing the DCD parameter(s) {missing}; it has "
-                         f"{sorted(params)}")
+    check_param_names(params, DCD_PARAMS, "DCD")
     check_float_array(x, "x", ndim=4, finite=False)
     weight = check_float_array(params["weight"], "weight", ndim=4)
     check_conv_args(x, weight, params.get("bias"), geometry, per_sample=False, finite=False)
@@ -191,7 +177,7 @@ def check_dcd_params(params, x, geometry):
               "phi_weight": (latent * latent, squeeze), "scale_weight": (c_out, squeeze),
               "bn1_weight": (latent,), "bn1_bias": (latent,), "bn2_weight": (latent,),
               "bn2_bias": (latent,)}
-    _check_arrays(params, shapes, np.dtype(x.dtype))
+    check_named_arrays(params, shapes, np.dtype(x.dtype))
 
 
 def check_dcd_buffers(buffers, latent, dtype):
@@ -199,28 +185,7 @@ def check_dcd_buffers(buffers, latent, dtype):
     if not isinstance(buffers, dict):
         raise TypeError(f"buffers must be a dict of the running statistics {DCD_BUFFERS}; "
                         f"received {type(buffers).__name__}")
-    _check_running(buffers, {name: (latent,) for name in DCD_BUFFERS}, dtype)
-
-
-def _check_arrays(arrays, shapes, dtype):
-    for name, shape in shapes.items():
-        array = check_float_array(arrays[name], name, ndim=len(shape))
-        check_shape(array, name, shape)
-        if array.dtype != dtype:
-            raise TypeError(f"{name} has dtype {array.dtype} but x is {dtype}; mixed dtypes are "
-                            "not supported")
-
-
-def _check_running(buffers, shapes, dtype):
-    """Running statistics by name (shared with the FDY layer's branch BatchNorm)."""
-    missing = [name for name in shapes if name not in buffers]
-    if missing:
-        raise ValueError(f"buffers is missing the running statistic(s) {missing}; it has "
-                         f"{sorted(buffers)}")
-    _check_arrays(buffers, shapes, dtype)
-    for name in shapes:
-        if name.endswith("running_var") and (buffers[name] < 0).any():
-            raise ValueError(f"{name} must be >= 0 (a variance); received {buffers[name]}")
+    check_running_stats(buffers, {name: (latent,) for name in DCD_BUFFERS}, dtype)
 
 
 def _check_call(x, params, stride, padding, dilation, groups, eps, backend):
@@ -245,24 +210,6 @@ def _check_train_batch(x, geometry):
         raise ValueError(f"DCD in training mode normalises its latent features with batch "
                          f"statistics and needs N H_out W_out > 1; received x shape "
                          f"{tuple(x.shape)} with stride={geometry[0]}")
-
-
-# -- the BatchNorm stages of the two modes ---------------------------------------------------
-def _train_norm(params, eps):
-    def normalise(z, name):
-        out, cache = _batchnorm2d_train_forward(z, params[f"{name}_weight"],
-                                                params[f"{name}_bias"], eps)
-        return out, (_batchnorm2d_train_backward, cache)
-    return normalise
-
-
-def _eval_norm(params, buffers, eps):
-    def normalise(z, name):
-        out, cache = _batchnorm2d_eval_forward(z, params[f"{name}_weight"], params[f"{name}_bias"],
-                                               buffers[f"{name}_running_mean"],
-                                               buffers[f"{name}_running_var"], eps)
-        return out, (_batchnorm2d_eval_backward, cache)
-    return normalise
 
 
 # -- hs(t) = relu6(t + 3) / 3 = 2 hardsigmoid(t), the official Hsigmoid ------------------------
@@ -312,7 +259,7 @@ def _dcd_attention_backward(dlam, dphi, cache):
 # -- the layer -------------------------------------------------------------------------------
 def _dcd_conv2d_forward(x, params, geometry, module, normalise):
     """The math of the module docstring; ``normalise(z, "bn1"|"bn2")`` is the mode's BatchNorm
-    -> (out, (its backward, its cache))."""
+    (``batchnorm.batchnorm_stage``) -> (out, (its backward, its cache))."""
     pooled, pool_cache = _global_avg_pool_forward(x, module)
     lam, phi, attention_cache = _dcd_attention_forward(pooled, params)
     r, static_cache = _conv_forward(x, params["weight"], params.get("bias"), geometry, module,
@@ -328,8 +275,8 @@ def _dcd_conv2d_forward(x, params, geometry, module, normalise):
     fused, p_cache = _conv_forward(u_hat + z, params["p_weight"][:, :, None, None], None,
                                    _POINTWISE, module, per_sample=False)
     y += fused
-    stats = {name: (c[1]["mean"], c[1]["var"], c[1]["count"]) for name, c in
-             (("bn1", bn1), ("bn2", bn2)) if "mean" in c[1]}
+    stats = {name: batch_stats(stage) for name, stage in (("bn1", bn1), ("bn2", bn2))
+             if batch_stats(stage) is not None}
     return y, {"lambda": lam.copy(), "phi": phi.copy(), "pooled": pooled, "batch_stats": stats,
                "latent": params["q_weight"].shape[0],
                "stages": (pool_cache, attention_cache, static_cache, scale_cache, q_cache, bn1,
@@ -337,14 +284,14 @@ def _dcd_conv2d_forward(x, params, geometry, module, normalise):
 
 
 def _dcd_conv2d_backward(dy, cache):
-    (pool_cache, attention_cache, static_cache, scale_cache, q_cache, (bn1_backward, bn1),
-     phi_cache, (bn2_backward, bn2), p_cache) = cache["stages"]
+    (pool_cache, attention_cache, static_cache, scale_cache, q_cache, bn1, phi_cache, bn2,
+     p_cache) = cache["stages"]
     dr, dlam = _channel_scale_backward(dy, scale_cache)
     dv, dp_weight, _ = _conv_backward(dy, p_cache)
-    du, dbn2_weight, dbn2_bias = bn2_backward(dv, bn2)
+    du, dbn2_weight, dbn2_bias = batchnorm_stage_backward(dv, bn2)
     dz, dphi, _ = _conv_backward(du, phi_cache)
     dz += dv
-    dz0, dbn1_weight, dbn1_bias = bn1_backward(dz, bn1)
+    dz0, dbn1_weight, dbn1_bias = batchnorm_stage_backward(dz, bn1)
     dx, dq_weight, _ = _conv_backward(dz0, q_cache)
     dx_static, dweight, dbias = _conv_backward(dr, static_cache)
     dx += dx_static

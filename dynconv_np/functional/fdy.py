@@ -53,12 +53,12 @@ Host backends only (numpy, loops, numba).
 import numpy as np
 
 from .activations import _relu_backward, _relu_forward
-from .batchnorm import (_batchnorm2d_eval_backward, _batchnorm2d_eval_forward,
-                        _batchnorm2d_train_backward, _batchnorm2d_train_forward)
-from .conv import _conv_backward, _conv_forward, check_conv_args, conv_geometry
-from .dcd import _check_arrays, _check_running, check_host_backend
+from .batchnorm import (batch_stats, batchnorm_stage, batchnorm_stage_backward,
+                        check_running_stats)
+from .conv import _conv_backward, _conv_forward, check_kernel_bank, conv_geometry
 from .softmax import _softmax_backward, _softmax_forward
-from .._validation import (check_finite_via, check_float_array, check_real, check_shape,
+from .._validation import (check_finite_via, check_float_array, check_host_backend,
+                           check_named_arrays, check_param_names, check_real,
                            check_temperature, check_upstream, contiguous, stage_cache)
 from ..backends import DEFAULT_BACKEND, check_placement
 from ..backends.geometry import conv_output_size
@@ -80,13 +80,8 @@ def fdy_conv2d_train_forward(x, params, tau, stride=1, padding=0, dilation=1, gr
     """
     x, tau, geometry, module = _check_call(x, params, tau, stride, padding, dilation, groups,
                                            eps, backend)
-    f_out = conv_output_size(x.shape[3], params["weight"].shape[4], geometry[0][1],
-                             geometry[1][1], geometry[2][1])
-    if x.shape[0] * f_out < 2:
-        raise ValueError(f"FDY in training mode normalises its attention branch with batch "
-                         f"statistics over (N, F_out) and needs N F_out > 1; received x shape "
-                         f"{tuple(x.shape)} (F_out = {f_out})")
-    y, cache = _fdy_conv2d_forward(x, params, tau, geometry, module, _train_norm(params, eps))
+    check_train_batch(x, params["weight"].shape[4], geometry, "FDY")
+    y, cache = _fdy_conv2d_forward(x, params, tau, geometry, module, batchnorm_stage(params, eps))
     screen_x(x, cache)
     return y, stage_cache("fdy_conv2d_train", cache, y)
 
@@ -102,13 +97,9 @@ def fdy_conv2d_eval_forward(x, params, buffers, tau, stride=1, padding=0, dilati
     buffers: "bn_running_mean", "bn_running_var" (hidden,); otherwise as the training pair."""
     x, tau, geometry, module = _check_call(x, params, tau, stride, padding, dilation, groups,
                                            eps, backend)
-    if not isinstance(buffers, dict):
-        raise TypeError(f"buffers must be a dict of the running statistics {FDY_BUFFERS}; "
-                        f"received {type(buffers).__name__}")
-    hidden = params["conv1_weight"].shape[0]
-    _check_running(buffers, {name: (hidden,) for name in FDY_BUFFERS}, np.dtype(x.dtype))
+    check_fdy_buffers(buffers, params["conv1_weight"].shape[0], np.dtype(x.dtype))
     y, cache = _fdy_conv2d_forward(x, params, tau, geometry, module,
-                                   _eval_norm(params, buffers, eps))
+                                   batchnorm_stage(params, eps, buffers))
     screen_x(x, cache)
     return y, stage_cache("fdy_conv2d_eval", cache, y)
 
@@ -122,26 +113,32 @@ def fdy_conv2d_eval_backward(dy, cache):
 def check_fdy_params(params, x, geometry):
     """Every parameter by name (shapes in ``fdy_conv2d_train_forward``), finite, x's dtype; x
     against the kernels and the geometry. ValueError/TypeError naming what is wrong."""
-    if not isinstance(params, dict):
-        raise TypeError(f"params must be a dict of the FDY parameters {FDY_PARAMS}; received "
-                        f"{type(params).__name__}")
-    missing = [name for name in FDY_PARAMS if name != "bias" and name not in params]
-    if missing:
-        raise ValueError(f"params is missing the FDY parameter(s) {missing}; it has "
-                         f"{sorted(params)}")
-    check_float_array(x, "x", ndim=4, finite=False)
-    weight = check_float_array(params["weight"], "weight", ndim=5)
-    num_kernels, c_out = weight.shape[:2]
-    bias = params.get("bias")
-    if bias is not None:
-        check_shape(check_float_array(bias, "bias", ndim=2), "bias", (num_kernels, c_out))
-    check_conv_args(x, weight[0], None if bias is None else bias[0], geometry, per_sample=False,
-                    finite=False)
+    check_param_names(params, FDY_PARAMS, "FDY")
+    num_kernels, _ = check_kernel_bank(x, params["weight"], params.get("bias"), geometry)
     hidden = check_float_array(params["conv1_weight"], "conv1_weight", ndim=3).shape[0]
-    shapes = {"conv1_weight": (hidden, x.shape[1], weight.shape[4]), "bn_weight": (hidden,),
-              "bn_bias": (hidden,), "conv2_weight": (num_kernels, hidden),
-              "conv2_bias": (num_kernels,)}
-    _check_arrays(params, shapes, np.dtype(x.dtype))
+    shapes = {"conv1_weight": (hidden, x.shape[1], params["weight"].shape[4]),
+              "bn_weight": (hidden,), "bn_bias": (hidden,),
+              "conv2_weight": (num_kernels, hidden), "conv2_bias": (num_kernels,)}
+    check_named_arrays(params, shapes, np.dtype(x.dtype))
+
+
+def check_fdy_buffers(buffers, hidden, dtype):
+    """The branch BatchNorm's running statistics, (hidden,), finite, of ``dtype``; the running
+    variance >= 0."""
+    if not isinstance(buffers, dict):
+        raise TypeError(f"buffers must be a dict of the running statistics {FDY_BUFFERS}; "
+                        f"received {type(buffers).__name__}")
+    check_running_stats(buffers, {name: (hidden,) for name in FDY_BUFFERS}, dtype)
+
+
+def check_train_batch(x, kernel_width, geometry, what):
+    """The branch's BatchNorm on batch statistics normalises over (N, F_out): N F_out > 1."""
+    (_, s_f), (_, p_f), (_, d_f), _ = geometry
+    f_out = conv_output_size(x.shape[3], kernel_width, s_f, p_f, d_f)
+    if x.shape[0] * f_out < 2:
+        raise ValueError(f"{what} in training mode normalises its attention branch with batch "
+                         f"statistics over (N, F_out) and needs N F_out > 1; received x shape "
+                         f"{tuple(x.shape)} (F_out = {f_out})")
 
 
 def screen_x(x, cache):
@@ -158,22 +155,6 @@ def _check_call(x, params, tau, stride, padding, dilation, groups, eps, backend)
     module = check_host_backend(backend, "fdy_conv2d")
     check_placement(module, x=x)
     return contiguous(x), tau, geometry, module
-
-
-def _train_norm(params, eps):
-    def normalise(z):
-        out, cache = _batchnorm2d_train_forward(z, params["bn_weight"], params["bn_bias"], eps)
-        return out, (_batchnorm2d_train_backward, cache)
-    return normalise
-
-
-def _eval_norm(params, buffers, eps):
-    def normalise(z):
-        out, cache = _batchnorm2d_eval_forward(z, params["bn_weight"], params["bn_bias"],
-                                               buffers["bn_running_mean"],
-                                               buffers["bn_running_var"], eps)
-        return out, (_batchnorm2d_eval_backward, cache)
-    return normalise
 
 
 # -- the K kernels as one convolution with K C_out outputs -----------------------------------
@@ -212,8 +193,8 @@ def _fdy_attention_backward(dpi, cache):
     dlogits = _softmax_backward(dpi.transpose(0, 2, 1), cache["softmax"])   # (N, F', K)
     dh, dconv2_weight, dconv2_bias = _conv_backward(
         np.ascontiguousarray(dlogits.transpose(0, 2, 1))[:, :, None, :], cache["conv2"])
-    bn_backward, bn_cache = cache["bn"]
-    dz1, dbn_weight, dbn_bias = bn_backward(_relu_backward(dh, cache["relu"]), bn_cache)
+    dz1, dbn_weight, dbn_bias = batchnorm_stage_backward(_relu_backward(dh, cache["relu"]),
+                                                         cache["bn"])
     dpooled, dconv1_weight, _ = _conv_backward(dz1, cache["conv1"])
     return dpooled[:, :, 0, :], {"conv1_weight": dconv1_weight[:, :, 0, :], "bn_weight": dbn_weight,
                                  "bn_bias": dbn_bias, "conv2_weight": dconv2_weight[:, :, 0, 0],
@@ -234,9 +215,8 @@ def _fdy_conv2d_forward(x, params, tau, geometry, module, normalise):
                                    .transpose(2, 0, 1, 3, 4))
     # outputs (N, K, C_out, T', F'): o[n, k] = conv2d(x[n], W_k) + b_k
     y = np.einsum("nkotf,nkf->notf", outputs, pi)
-    bn_cache = attention_cache["bn"][1]
-    stats = ({"bn": (bn_cache["mean"], bn_cache["var"], bn_cache["count"])}
-             if "mean" in bn_cache else {})
+    stats = batch_stats(attention_cache["bn"])
+    stats = {} if stats is None else {"bn": stats}
     return y, {"pi": pi.copy(), "pooled": pooled, "batch_stats": stats,
                "kernel_outputs": outputs, "time_steps": x.shape[2],
                "attention": attention_cache, "conv": conv_cache,

@@ -54,17 +54,16 @@ import numpy as np
 
 from .activations import (_relu_backward, _relu_forward, _sigmoid_backward, _sigmoid_forward)
 from .aggregation import _aggregate_kernels_backward, _aggregate_kernels_forward
-from .batchnorm import (_batchnorm2d_eval_backward, _batchnorm2d_eval_forward,
-                        _batchnorm2d_train_backward, _batchnorm2d_train_forward)
+from .batchnorm import batch_stats, batchnorm_stage, batchnorm_stage_backward, check_variance
 from .channel_scale import _channel_scale_backward, _channel_scale_forward
-from .conv import _conv_backward, _conv_forward, check_conv_args, conv_geometry
+from .conv import _conv_backward, _conv_forward, check_kernel_bank, conv_geometry
 from .linear import _linear_backward, _linear_forward
 from .pooling import _add_global_avg_pool_grad, _global_avg_pool_forward
 from .softmax import _softmax_backward, _softmax_forward
-from .._validation import (check_finite, check_finite_via, check_float_array, check_real,
-                           check_same_dtype, check_shape, check_temperature, check_upstream,
-                           contiguous, stage_cache)
-from ..backends import DEFAULT_BACKEND, check_placement, get_backend, runs_on_device
+from .._validation import (check_finite, check_finite_via, check_float_array,
+                           check_host_backend, check_real, check_same_dtype, check_shape,
+                           check_temperature, check_upstream, contiguous, stage_cache)
+from ..backends import DEFAULT_BACKEND, check_placement
 
 HEADS = ("channel", "filter", "spatial", "kernel")
 BRANCH_PARAMS = ("fc_weight", "bn_weight", "bn_bias")
@@ -103,7 +102,9 @@ def odconv2d_forward(x, params, tau, stride=1, padding=0, dilation=1, groups=1, 
 
     training=True: the branch's BatchNorm uses the batch statistics (N >= 2), returned as
     ``cache["batch_mean"]``, ``cache["batch_var"]`` (biased) and ``cache["batch_count"]`` (= N)
-    for the caller's running-statistics update; running_mean/running_var must then be None.
+    for the caller's running-statistics update (also as ``cache["batch_stats"]`` = {"bn":
+    (mean, var, count)}, as DCD's and FDY's caches give them; {} in evaluation mode);
+    running_mean/running_var must then be None.
     training=False: they are required, (hidden,), and used. ``cache["alphas"]`` holds the
     attentions by head name ("channel", "filter", "spatial" (N, kh kw), "kernel").
     backend: a host backend (the channel scalings are NumPy's).
@@ -112,10 +113,7 @@ def odconv2d_forward(x, params, tau, stride=1, padding=0, dilation=1, groups=1, 
     heads = check_odconv_params(params, x, geometry)
     tau = check_temperature(tau, x.dtype)
     norm = check_odconv_norm(x, params, training, running_mean, running_var, eps)
-    module = None if backend == "cuda" else get_backend(backend)
-    if module is None or runs_on_device(module):
-        raise ValueError(f"ODConv runs on a host backend (numpy, loops or numba; its channel "
-                         f"scalings are NumPy's); received backend={backend!r}")
+    module = check_host_backend(backend, "ODConv", "; its channel scalings are NumPy's")
     check_placement(module, x=x, weight=params["weight"])
     y, cache = _odconv2d_forward(contiguous(x), params, tau, geometry, norm, heads, module)
     return y, stage_cache("odconv2d", cache, y)
@@ -148,10 +146,8 @@ def check_odconv_params(params, x, geometry):
         raise TypeError(f"params must be a dict holding at least 'weight' and the attention "
                         f"branch's parameters; received "
                         f"{sorted(params) if isinstance(params, dict) else type(params).__name__}")
-    check_float_array(x, "x", ndim=4, finite=False)
-    weight = check_float_array(params["weight"], "weight", ndim=5)
-    num_kernels, c_out, _, kh, kw = weight.shape
-    check_conv_args(x, weight[0], None, geometry, per_sample=False, finite=False)
+    num_kernels, c_out = check_kernel_bank(x, params["weight"], None, geometry)
+    kh, kw = params["weight"].shape[3:]
     c_in, groups = x.shape[1], geometry[3]
     heads = odconv_heads(c_in, c_out, (kh, kw), groups, num_kernels)
     expected = odconv_param_names(heads)
@@ -181,9 +177,10 @@ def check_odconv_params(params, x, geometry):
 
 
 def check_odconv_norm(x, params, training, running_mean, running_var, eps):
-    """The branch's BatchNorm mode -> a dict for ``_odconv2d_forward``: training (bool), eps
-    (a real >= 0), and in evaluation mode the running statistics (hidden,), x's dtype, finite,
-    running_var >= 0; in training mode N >= 2 and no running statistics."""
+    """The branch's BatchNorm mode -> its stage for ``_odconv2d_forward``
+    (``batchnorm.batchnorm_stage``): training a bool, eps a real >= 0; in evaluation mode the
+    running statistics (hidden,), x's dtype, finite, running_var >= 0; in training mode N >= 2
+    and no running statistics."""
     if not isinstance(training, (bool, np.bool_)):
         raise TypeError(f"training must be True or False; received {training!r}")
     eps = check_real(eps, "eps", low=0)
@@ -198,33 +195,25 @@ def check_odconv_norm(x, params, training, running_mean, running_var, eps):
                              f"the batch and needs N >= 2 samples; received x shape "
                              f"{tuple(x.shape)} (use training=False, the running statistics, "
                              f"for a single sample)")
-        return {"training": True, "eps": eps}
+        return batchnorm_stage(params, eps)
     for name, value in (("running_mean", running_mean), ("running_var", running_var)):
         if value is None:
             raise ValueError(f"{name} is required in evaluation mode (training=False)")
         check_shape(check_float_array(value, name, ndim=1), name, (hidden,))
     check_same_dtype(x=x, running_mean=running_mean, running_var=running_var)
-    if (running_var < 0).any():
-        index = int(np.argmax(running_var < 0))
-        raise ValueError(f"running_var must be >= 0 (a variance); received "
-                         f"{float(running_var[index])} at index {index}")
-    return {"training": False, "eps": eps, "running_mean": running_mean,
-            "running_var": running_var}
+    check_variance(running_var, "running_var")
+    return batchnorm_stage(params, eps, {"bn_running_mean": running_mean,
+                                         "bn_running_var": running_var})
 
 
 # -- the attention branch ----------------------------------------------------------------------
-def _odconv_attention_forward(pooled, params, tau, norm, heads):
-    """pooled -> {head: alpha}, cache: FC (no bias), BN, ReLU, then the heads."""
+def _odconv_attention_forward(pooled, params, tau, normalise, heads):
+    """pooled -> {head: alpha}, cache: FC (no bias), BN (``normalise``, the mode's), ReLU,
+    then the heads."""
     pre, fc_cache = _linear_forward(pooled, params["fc_weight"], None)
     n, hidden = pre.shape
-    pre4 = pre.reshape(n, hidden, 1, 1)  # BatchNorm2d over (N, hidden, 1, 1), as the official
-    if norm["training"]:
-        normed, bn_cache = _batchnorm2d_train_forward(pre4, params["bn_weight"],
-                                                      params["bn_bias"], norm["eps"])
-    else:
-        normed, bn_cache = _batchnorm2d_eval_forward(pre4, params["bn_weight"], params["bn_bias"],
-                                                     norm["running_mean"], norm["running_var"],
-                                                     norm["eps"])
+    # BatchNorm2d over (N, hidden, 1, 1), as the official
+    normed, bn_stage = normalise(pre.reshape(n, hidden, 1, 1))
     h, relu_cache = _relu_forward(normed.reshape(n, hidden))
     alphas, head_caches = {}, {}
     for head in heads:
@@ -236,8 +225,8 @@ def _odconv_attention_forward(pooled, params, tau, norm, heads):
             alpha, act_cache = _sigmoid_forward(logits / logits.dtype.type(tau))
         alphas[head] = alpha
         head_caches[head] = (linear_cache, act_cache)
-    return alphas, {"fc": fc_cache, "bn": bn_cache, "training": norm["training"],
-                    "relu": relu_cache, "heads": head_caches, "tau": tau}
+    return alphas, {"fc": fc_cache, "bn": bn_stage, "relu": relu_cache, "heads": head_caches,
+                    "tau": tau}
 
 
 def _odconv_attention_backward(dalphas, cache):
@@ -254,9 +243,7 @@ def _odconv_attention_backward(dalphas, cache):
         dh = dh_head if dh is None else dh + dh_head
     n, hidden = dh.shape
     dnormed = _relu_backward(dh, cache["relu"]).reshape(n, hidden, 1, 1)
-    bn_backward = _batchnorm2d_train_backward if cache["training"] else \
-        _batchnorm2d_eval_backward
-    dpre, grads["bn_weight"], grads["bn_bias"] = bn_backward(dnormed, cache["bn"])
+    dpre, grads["bn_weight"], grads["bn_bias"] = batchnorm_stage_backward(dnormed, cache["bn"])
     dpooled, grads["fc_weight"], _ = _linear_backward(dpre.reshape(n, hidden), cache["fc"])
     return dpooled, grads
 
@@ -306,10 +293,10 @@ def _odconv2d_forward(x, params, tau, geometry, norm, heads, module):
     cache = {"pooled": pooled, "alphas": {head: a.copy() for head, a in alphas.items()},
              "stages": (pool_cache, attention_cache, kernel_cache, in_cache, conv_cache,
                         out_cache)}
-    if norm["training"]:
-        bn_cache = attention_cache["bn"]
-        cache.update(batch_mean=bn_cache["mean"], batch_var=bn_cache["var"],
-                     batch_count=bn_cache["count"])
+    stats = batch_stats(attention_cache["bn"])
+    cache["batch_stats"] = {} if stats is None else {"bn": stats}
+    if stats is not None:
+        cache.update(zip(("batch_mean", "batch_var", "batch_count"), stats))
     return y, cache
 
 
@@ -332,41 +319,3 @@ def _odconv2d_backward(dy, cache):
     grads["weight"] = dweight
     return dx, grads, dalphas.get("filter")
 
-
-# -- one row per backend for ``python -m dynconv_np verify`` ---------------------------------
-VERIFY_CONFIG = ("grouped s2 d(1,2) p1", 4, 6, (3, 2), 2, 1, (1, 2), 2, 5, 4)
-
-
-def verify_rows(rng, backends):
-    """Yield (op, backend, configuration, GradcheckReport, |y - y_numpy|) for ODConv in
-    training mode (BatchNorm over the batch, N = 3; every head present: K = 3, a 3 x 2 kernel,
-    grouped) on each backend: float64, central differences, x and every parameter."""
-    from ..gradcheck import gradcheck  # needs only NumPy; imported here, where it is used
-
-    name, c_in, c_out, kernel, stride, padding, dilation, groups, h, w = VERIFY_CONFIG
-    geometry = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
-    k, hidden = 3, 5
-    heads = odconv_heads(c_in, c_out, kernel, groups, k)
-    sizes = {"channel": c_in, "filter": c_out, "spatial": kernel[0] * kernel[1], "kernel": k}
-    inputs = {"x": rng.standard_normal((3, c_in, h, w)),
-              "weight": rng.standard_normal((k, c_out, c_in // groups) + kernel),
-              "fc_weight": 3 * rng.standard_normal((hidden, c_in)),
-              "bn_weight": 1 + 0.2 * rng.standard_normal(hidden),
-              "bn_bias": 0.5 * rng.standard_normal(hidden)}
-    for head in heads:
-        inputs[f"{head}_fc_weight"] = rng.standard_normal((sizes[head], hidden))
-        inputs[f"{head}_fc_bias"] = rng.standard_normal(sizes[head])
-
-    def backward(dy, cache):
-        dx, grads = odconv2d_backward(dy, cache)
-        return {"x": dx, **grads}
-
-    def run(backend, x, **params):
-        return odconv2d_forward(x, params, 0.8, **geometry, training=True, backend=backend)
-
-    judge = run("numpy", **inputs)[0]
-    for backend in backends:
-        report = gradcheck(lambda **a: run(backend, **a), inputs, backward=backward,
-                           raise_exception=False)
-        yield ("ODConv2d (train BN)", backend, name, report,
-               float(np.max(np.abs(run(backend, **inputs)[0] - judge))))

@@ -25,26 +25,26 @@ Glorot-uniform weights, zero bias).
 """
 import numpy as np
 
+from ._attention_state import AttentionState
 from .containers import _check_module
+from .conv import ConvArgs, check_cost_shape
 from .init import make_rng, uniform_fan_in
 from .module import Module, check_bias_flag, check_layer_input, layer_dtype
-from .._validation import (as_pair, check_finite_via, check_float_array, check_positive_int,
-                           contiguous)
+from .._validation import check_finite_via, check_float_array, check_positive_int, contiguous
 from ..backends import DEFAULT_BACKEND, check_placement, get_backend
-from ..backends.geometry import conv_output_size
 from ..functional.condconv import (_condconv2d_backward, _condconv2d_forward,
                                    _condconv_routing_backward, _condconv_routing_forward,
                                    _screened, check_condconv_args)
-from ..functional.conv import check_conv_channels, conv_geometry
 from ..functional.linear import check_linear_args
 from ..functional.pooling import _add_global_avg_pool_grad, _global_avg_pool_forward
 
 
-class CondConvRouting(Module):
+class CondConvRouting(AttentionState, Module):
     """r (N, E) = sigmoid(GAP(x) R^T + b_r) for x (N, in_channels, H, W) (paper eq. 3).
 
     ``params``: "weight" R (E, in_channels), "bias" b_r (E,) unless bias=False.
-    ``routing_weights``: r of the last forward (a copy). backend: runs the pooling.
+    ``routing_weights`` (= ``attention``): r of the last forward (a copy). backend: runs the
+    pooling.
     ``backward(dr) -> dx`` (N, in_channels, H, W), dx[n, c] = (dz R)[n, c] / (H W).
     """
 
@@ -62,12 +62,11 @@ class CondConvRouting(Module):
         if check_bias_flag(bias):
             self.add_param("bias", uniform_fan_in(rng, (self.num_experts,), self.in_channels,
                                                   self.dtype))
-        self._routing = None
 
     @property
     def routing_weights(self):
         """r (N, E) of the last forward, a copy."""
-        return None if self._routing is None else self._routing.copy()
+        return self.attention
 
     def forward(self, x):
         x = check_layer_input(self, x, 4, self.in_channels, finite=False)  # screened below
@@ -77,7 +76,7 @@ class CondConvRouting(Module):
         weight, bias = self.params["weight"], self.params.get("bias")
         check_linear_args(pooled, weight, bias, "pooled", "weight", "bias")
         r, cache = _condconv_routing_forward(pooled, weight, bias)
-        self._routing = r
+        self._attention = r
         return self._remember(r, (pool_cache, cache, x.shape, x.dtype))
 
     def backward(self, dr):
@@ -93,7 +92,7 @@ class CondConvRouting(Module):
                 f"bias={'bias' in self.params})")
 
 
-class CondConv2d(Module):
+class CondConv2d(ConvArgs, AttentionState, Module):
     """CondConv: y[n] = conv2d(x[n], sum_e r[n, e] W_e) + sum_e r[n, e] b_e.
 
     Parameters (PyTorch ``nn.Conv2d`` names): in_channels, out_channels, kernel_size, stride,
@@ -103,31 +102,25 @@ class CondConv2d(Module):
     bias); backend "numba" (default), "loops", "numpy" or "cuda"; dtype; rng.
 
     ``params``: "weight" (E, C_out, C_in/groups, kh, kw), "bias" (E, C_out) unless bias=False.
-    ``routing_weights``: r (N, E) of the last forward.
+    ``routing_weights`` (= ``attention``): r (N, E) of the last forward.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
                  groups=1, bias=True, num_experts=8, routing=None, routing_bias=True,
                  backend=DEFAULT_BACKEND, dtype=np.float32, rng=None):
         super().__init__()
-        self.in_channels = check_positive_int(in_channels, "in_channels")
-        self.out_channels = check_positive_int(out_channels, "out_channels")
-        self.kernel_size = as_pair(kernel_size, "kernel_size", 1)
-        self.stride, self.padding, self.dilation, self.groups = conv_geometry(
-            stride, padding, dilation, groups)
-        check_conv_channels(self.in_channels, self.out_channels, self.groups)
+        self._init_conv_args(in_channels, out_channels, kernel_size, stride, padding, dilation,
+                             groups)
         self.num_experts = check_positive_int(num_experts, "num_experts")
         self.dtype = layer_dtype(dtype)
         self._backend = get_backend(backend)
         self.backend = backend
         rng = make_rng(rng)
-        c_group = self.in_channels // self.groups
-        fan_in = c_group * self.kernel_size[0] * self.kernel_size[1]
         e = self.num_experts
-        self.add_param("weight", uniform_fan_in(
-            rng, (e, self.out_channels, c_group) + self.kernel_size, fan_in, self.dtype))
+        self.add_param("weight", uniform_fan_in(rng, self.kernel_shape(e), self.fan_in,
+                                                self.dtype))
         if check_bias_flag(bias):
-            self.add_param("bias", uniform_fan_in(rng, (e, self.out_channels), fan_in,
+            self.add_param("bias", uniform_fan_in(rng, (e, self.out_channels), self.fan_in,
                                                   self.dtype))
         if routing is None:
             self.routing = CondConvRouting(self.in_channels, e, bias=routing_bias,
@@ -143,16 +136,11 @@ class CondConv2d(Module):
                                  f"({self.dtype})")
             self.routing = routing
             self.shares_routing = True
-        self._routing = None
-
-    @property
-    def geometry(self):
-        return self.stride, self.padding, self.dilation, self.groups
 
     @property
     def routing_weights(self):
         """r (N, E) of the last forward, a copy."""
-        return None if self._routing is None else self._routing.copy()
+        return self.attention
 
     def named_children(self):
         # a shared routing belongs to the block that runs it (CondConvBlock), not to the layer
@@ -176,14 +164,14 @@ class CondConv2d(Module):
             r = self.routing(x)  # screens x through its pooled means
         check_placement(self._backend, x=x)
         y, cache = _condconv2d_forward(x, r, weight, bias, self.geometry, self._backend)
-        self._routing = cache["routing"]
+        self._attention = cache["routing"]
         return self._remember(y, cache)
 
     def backward(self, dy):
         """dx (own routing: both paths summed), or (dx, drouting_weights) for a layer whose
         routing is shared (the block sums the routing gradients)."""
-        dy, cache = self._recall(dy, finite=False)  # screened through db_n
-        dx, drouting, dweight, dbias, _ = _screened(_condconv2d_backward, dy, cache)
+        dx, drouting, dweight, dbias, _ = self._screened_backward(  # dy screened through db_n
+            lambda dy, cache: _screened(_condconv2d_backward, dy, cache), dy)
         self.accumulate_grad("weight", dweight)
         if dbias is not None:
             self.accumulate_grad("bias", dbias)
@@ -192,11 +180,8 @@ class CondConv2d(Module):
         return np.add(dx, self.routing.backward(drouting))
 
     def __repr__(self):
-        return (f"CondConv2d({self.in_channels}, {self.out_channels}, kernel_size="
-                f"{self.kernel_size}, stride={self.stride}, padding={self.padding}, dilation="
-                f"{self.dilation}, groups={self.groups}, bias={'bias' in self.params}, "
-                f"num_experts={self.num_experts}, shared_routing={self.shares_routing}, "
-                f"backend={self.backend!r})")
+        return self._conv_repr(bias="bias" in self.params, num_experts=self.num_experts,
+                               shared_routing=self.shares_routing, backend=self.backend)
 
 
 class CondConvBlock(Module):
@@ -272,7 +257,8 @@ class CondConvBlock(Module):
 
 # -- cost accounting (dynconv_np.models.profile's conventions) ------------------------------
 def extra_costs(layer, input_shape):
-    """Params and multiply-adds of a CondConv layer for ``input_shape`` (N, C, H, W), split as
+    """Params and multiply-adds of a CondConv layer for ``input_shape`` (N, C, H, W) (or
+    (C, H, W), N = 1), split as
     ``models.profile`` splits DynamicConv2d's (every MAdd count for the whole batch):
 
     CondConv2d (E experts, C_in, C_out, groups g, kernel kh x kw, output H' x W'):
@@ -288,44 +274,26 @@ def extra_costs(layer, input_shape):
     Returns a dict: output_shape, params, extra_params, conv, attention_pool, attention_fc,
     aggregation.
     """
-    n, c, height, width = _check_shape(input_shape)
+    if not isinstance(layer, (CondConv2d, CondConvRouting)):
+        raise TypeError(f"extra_costs counts CondConv2d and CondConvRouting; received "
+                        f"{type(layer).__name__}")
+    n, c, height, width = check_cost_shape(layer, input_shape)
     routing_params = lambda r: sum(int(p.size) for p in r.params.values())  # noqa: E731
     if isinstance(layer, CondConvRouting):
-        _expect_channels(layer, c)
         params = routing_params(layer)
         return dict(output_shape=(n, layer.num_experts), params=params, extra_params=params,
                     conv=0, attention_pool=n * c * height * width,
                     attention_fc=n * c * layer.num_experts, aggregation=0)
-    if not isinstance(layer, CondConv2d):
-        raise TypeError(f"extra_costs counts CondConv2d and CondConvRouting; received "
-                        f"{type(layer).__name__}")
-    _expect_channels(layer, c)
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (layer.kernel_size, layer.stride, layer.padding,
-                                              layer.dilation)
-    out = (n, layer.out_channels, conv_output_size(height, kh, sh, ph, dh),
-           conv_output_size(width, kw, sw, pw, dw))
-    static = layer.out_channels * (layer.in_channels // layer.groups) * kh * kw + \
-        (layer.out_channels if "bias" in layer.params else 0)
+    out = (n, layer.out_channels) + layer.output_size(height, width)
+    static = layer.out_channels * layer.fan_in + (layer.out_channels if "bias" in layer.params
+                                                  else 0)
     params = layer.num_experts * static
     own = not layer.shares_routing
     if own:
         params += routing_params(layer.routing)
     return dict(output_shape=out, params=params, extra_params=params - static,
-                conv=n * out[1] * out[2] * out[3] * (layer.in_channels // layer.groups) * kh * kw,
+                conv=n * layer.conv_madds(height, width),
                 attention_pool=n * c * height * width if own else 0,
                 attention_fc=n * c * layer.num_experts if own else 0,
                 aggregation=n * layer.num_experts * static)
 
-
-def _check_shape(input_shape):
-    shape = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else ()
-    if len(shape) != 4 or not all(isinstance(s, int) and s > 0 for s in shape):
-        raise ValueError(f"input_shape must be (N, C, H, W) of positive ints; received "
-                         f"{input_shape!r}")
-    return shape
-
-
-def _expect_channels(layer, channels):
-    if channels != layer.in_channels:
-        raise ValueError(f"{type(layer).__name__} takes {layer.in_channels} channels; "
-                         f"input_shape has {channels}")

@@ -27,13 +27,14 @@ import math
 
 import numpy as np
 
+from ._attention_state import AttentionState, Temperature
+from .conv import ConvArgs
 from .init import make_rng, uniform_fan_in
 from .module import Module, check_bias_flag, check_layer_input, layer_dtype
-from .._validation import (as_pair, check_finite_via, check_positive_int, check_real,
-                           check_temperature)
-from ..backends import DEFAULT_BACKEND, check_placement, get_backend, to_device, to_host
+from .._validation import check_finite_via, check_positive_int, check_real
+from ..backends import DEFAULT_BACKEND, get_backend, to_device, to_host
 from ..functional.aggregation import _aggregate_kernels_forward
-from ..functional.conv import _conv_forward, check_conv_channels, conv_geometry
+from ..functional.conv import _conv_forward
 from ..functional.dynamic_conv import (_dynamic_conv2d_forward, _dynamic_kernels,
                                        _screened_backward, check_dynamic_conv_params)
 from ..functional.dynamic_linear import (_dynamic_linear_backward, _dynamic_linear_forward,
@@ -48,7 +49,7 @@ def attention_hidden(in_channels, reduction=4, min_hidden=4, hidden=None):
     return max(math.floor(in_channels / reduction), check_positive_int(min_hidden, "min_hidden"))
 
 
-class _DynamicBase(Module):
+class _DynamicBase(AttentionState, Temperature, Module):
     """Shared state of dynamic layers: K kernels, attention FCs, temperature, last attention."""
 
     def __init__(self, in_features, out_features, kernel_shape, fan_in, bias, num_kernels,
@@ -74,44 +75,13 @@ class _DynamicBase(Module):
             self.add_param("fc1_bias", uniform_fan_in(rng, (self.hidden,), in_features, dtype))
         self.add_param("fc2_weight", uniform_fan_in(rng, (k, self.hidden), self.hidden, dtype))
         self.add_param("fc2_bias", uniform_fan_in(rng, (k,), self.hidden, dtype))
-        self._attention = None
-
-    @property
-    def temperature(self):
-        """Softmax temperature tau (> 0); settable between steps (the paper anneals 30 -> 1)."""
-        return self._temperature
-
-    @temperature.setter
-    def temperature(self, value):
-        self._temperature = check_temperature(value, self.dtype)
-
-    @property
-    def attention(self):
-        """pi (N, K) of the last forward, a copy (changing it changes nothing else)."""
-        return None if self._attention is None else self._attention.copy()
-
-    def state_scalars(self):
-        return {"temperature": self.temperature}
-
-    def load_state_scalar(self, name, value):
-        self.check_state_scalar(name, value)
-        self.temperature = value
-
-    def check_state_scalar(self, name, value):
-        if name != "temperature":
-            raise KeyError(name)
-        check_temperature(value, self.dtype)
 
     def _store(self, y, cache):
-        self._attention = cache["pi"]
+        self._attention = cache["pi"]  # ``attention``: pi (N, K), a copy
         return self._remember(y, cache)
 
-    def _accumulate(self, grads):
-        for name, grad in grads.items():
-            self.accumulate_grad(name, grad)
 
-
-class DynamicConv2d(_DynamicBase):
+class DynamicConv2d(ConvArgs, _DynamicBase):
     """Dynamic convolution: y[n] = conv2d(x[n], sum_k pi_k(x[n]) W_k) + sum_k pi_k(x[n]) b_k.
 
     Parameters (PyTorch ``nn.Conv2d`` names): in_channels, out_channels, kernel_size (int or
@@ -130,22 +100,11 @@ class DynamicConv2d(_DynamicBase):
                  groups=1, bias=True, num_kernels=4, reduction=4, temperature=30.0,
                  backend=DEFAULT_BACKEND, dtype=np.float32, rng=None, min_hidden=4, hidden=None,
                  attention_bias=True):
-        in_channels = check_positive_int(in_channels, "in_channels")
-        out_channels = check_positive_int(out_channels, "out_channels")
-        kernel_size = as_pair(kernel_size, "kernel_size", 1)
-        self.stride, self.padding, self.dilation, self.groups = conv_geometry(
-            stride, padding, dilation, groups)
-        check_conv_channels(in_channels, out_channels, self.groups)
-        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
-        c_group = in_channels // self.groups
-        super().__init__(in_channels, out_channels, (c_group,) + kernel_size,
-                         c_group * kernel_size[0] * kernel_size[1], bias, num_kernels, reduction,
-                         min_hidden, hidden, attention_bias, temperature, backend, dtype, rng)
-
-    @property
-    def geometry(self):
-        """(stride, padding, dilation, groups), each pair a tuple of two ints."""
-        return self.stride, self.padding, self.dilation, self.groups
+        self._init_conv_args(in_channels, out_channels, kernel_size, stride, padding, dilation,
+                             groups)
+        super().__init__(self.in_channels, self.out_channels, self.kernel_shape()[1:],
+                         self.fan_in, bias, num_kernels, reduction, min_hidden, hidden,
+                         attention_bias, temperature, backend, dtype, rng)
 
     attention_override = None  # the diagnostic hook of the module docstring
 
@@ -177,9 +136,7 @@ class DynamicConv2d(_DynamicBase):
         return y
 
     def backward(self, dy):
-        # dy is screened for NaN/inf in _screened_backward: the call is consumed only after it
-        dx, grads = _screened_backward(*self._recall(dy, finite=False, consume=False))
-        self._calls.pop()
+        dx, grads = self._screened_backward(_screened_backward, dy)  # dy screened there
         self._accumulate(grads)
         return dx
 
@@ -211,11 +168,8 @@ class DynamicConv2d(_DynamicBase):
                 self.grads[name] = grad
 
     def __repr__(self):
-        return (f"DynamicConv2d({self.in_channels}, {self.out_channels}, kernel_size="
-                f"{self.kernel_size}, stride={self.stride}, padding={self.padding}, dilation="
-                f"{self.dilation}, groups={self.groups}, bias={'bias' in self.params}, "
-                f"num_kernels={self.num_kernels}, temperature={self.temperature}, "
-                f"backend={self.backend!r})")
+        return self._conv_repr(bias="bias" in self.params, num_kernels=self.num_kernels,
+                               temperature=self.temperature, backend=self.backend)
 
 
 class DynamicLinear(_DynamicBase):

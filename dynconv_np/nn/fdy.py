@@ -12,26 +12,22 @@ a BatchNorm1d with running statistics updated by every training-mode forward, a 
 the temperature (official: 31, fixed; settable, and annealed by ``train.schedules`` like any
 layer with a temperature and K kernels) and the caches.
 
-``extra_costs(layer, input_shape)`` is the cost accounting and ``verify_rows(rng, backends)``
-the ``verify`` command's rows for this layer.
+``extra_costs(layer, input_shape)`` is the cost accounting.
 """
 import numpy as np
 
-from .dcd import _per_batch_shape
+from ._attention_state import AttentionState, BranchNorm, Temperature
+from .conv import ConvArgs, check_cost_shape
 from .dynamic import attention_hidden
 from .init import make_rng, uniform_fan_in
 from .module import Module, check_bias_flag, check_layer_input, layer_dtype
-from .._validation import as_pair, check_positive_int, check_real, check_temperature
+from .._validation import check_host_backend, check_positive_int
 from ..backends import DEFAULT_BACKEND
-from ..backends.geometry import conv_output_size
-from ..functional.batchnorm import running_stats_update
-from ..functional.conv import check_conv_channels, conv_geometry
-from ..functional.dcd import _check_running, check_host_backend
-from ..functional.fdy import (FDY_BUFFERS, _eval_norm, _fdy_conv2d_backward, _fdy_conv2d_forward,
-                              _train_norm, check_fdy_params, screen_x)
+from ..functional.fdy import (_fdy_conv2d_backward, _fdy_conv2d_forward, check_fdy_buffers,
+                              check_fdy_params, check_train_batch, screen_x)
 
 
-class FDYConv2d(Module):
+class FDYConv2d(ConvArgs, AttentionState, Temperature, BranchNorm, Module):
     """Frequency dynamic convolution with PyTorch ``nn.Conv2d`` argument names.
 
     Parameters: in_channels, out_channels, kernel_size, stride, padding, dilation (ints or
@@ -51,103 +47,52 @@ class FDYConv2d(Module):
                  min_hidden=4, hidden=None, eps=1e-5, momentum=0.1, backend=DEFAULT_BACKEND,
                  dtype=np.float32, rng=None):
         super().__init__()
-        self.in_channels = check_positive_int(in_channels, "in_channels")
-        self.out_channels = check_positive_int(out_channels, "out_channels")
-        self.kernel_size = as_pair(kernel_size, "kernel_size", 1)
-        self.stride, self.padding, self.dilation, self.groups = conv_geometry(
-            stride, padding, dilation, groups)
-        check_conv_channels(self.in_channels, self.out_channels, self.groups)
+        self._init_conv_args(in_channels, out_channels, kernel_size, stride, padding, dilation,
+                             groups)
         self.num_kernels = check_positive_int(num_kernels, "num_kernels")
         self.hidden = attention_hidden(self.in_channels, reduction, min_hidden, hidden)
-        self.eps = check_real(eps, "eps", low=0, low_open=True)
-        self.momentum = check_real(momentum, "momentum", low=0, high=1)
+        self._init_branch_norm(eps, momentum)
         self._backend = check_host_backend(backend, "FDYConv2d")
         self.backend = backend
         self.dtype = layer_dtype(dtype)
         self.temperature = temperature
         rng = make_rng(rng)
-        k, c_in, c_out, hidden = self.num_kernels, self.in_channels, self.out_channels, self.hidden
-        c_group = c_in // self.groups
-        fan_in = c_group * self.kernel_size[0] * self.kernel_size[1]
-        self.add_param("weight", uniform_fan_in(rng, (k, c_out, c_group) + self.kernel_size,
-                                                fan_in, self.dtype))
+        k, c_in, hidden = self.num_kernels, self.in_channels, self.hidden
+        self.add_param("weight", uniform_fan_in(rng, self.kernel_shape(k), self.fan_in,
+                                                self.dtype))
         if check_bias_flag(bias):
-            self.add_param("bias", uniform_fan_in(rng, (k, c_out), fan_in, self.dtype))
+            self.add_param("bias", uniform_fan_in(rng, (k, self.out_channels), self.fan_in,
+                                                  self.dtype))
         kw = self.kernel_size[1]
         self.add_param("conv1_weight", uniform_fan_in(rng, (hidden, c_in, kw), c_in * kw,
                                                       self.dtype))
-        self.add_param("bn_weight", np.ones(hidden, dtype=self.dtype))
-        self.add_param("bn_bias", np.zeros(hidden, dtype=self.dtype))
+        self._add_branch_norm("bn", hidden)
         self.add_param("conv2_weight", uniform_fan_in(rng, (k, hidden), hidden, self.dtype))
         self.add_param("conv2_bias", uniform_fan_in(rng, (k,), hidden, self.dtype))
-        for name, value in zip(FDY_BUFFERS, (0.0, 1.0)):
-            self.buffers[name] = np.full(hidden, value, dtype=self.dtype)
-        self._attention = None
-
-    @property
-    def geometry(self):
-        return self.stride, self.padding, self.dilation, self.groups
-
-    @property
-    def temperature(self):
-        """Softmax temperature tau (> 0); official FDY: 31, constant."""
-        return self._temperature
-
-    @temperature.setter
-    def temperature(self, value):
-        self._temperature = check_temperature(value, self.dtype)
-
-    @property
-    def attention(self):
-        """pi (N, K, F_out) of the last forward, a copy."""
-        return None if self._attention is None else self._attention.copy()
-
-    def state_scalars(self):
-        return {"temperature": self.temperature}
-
-    def load_state_scalar(self, name, value):
-        if name != "temperature":
-            raise KeyError(name)
-        self.temperature = value
 
     def forward(self, x):
         x = check_layer_input(self, x, 4, self.in_channels, finite=False)  # screened below
         check_fdy_params(self.params, x, self.geometry)
         if self.training:
-            f_out = conv_output_size(x.shape[3], self.kernel_size[1], self.stride[1],
-                                     self.padding[1], self.dilation[1])
-            if x.shape[0] * f_out < 2:
-                raise ValueError(f"FDYConv2d in training mode normalises its attention branch "
-                                 f"with batch statistics over (N, F_out) and needs N F_out > 1; "
-                                 f"received x shape {tuple(x.shape)} (F_out = {f_out})")
-            normalise = _train_norm(self.params, self.eps)
+            check_train_batch(x, self.kernel_size[1], self.geometry, "FDYConv2d")
         else:
-            _check_running(self.buffers, {name: (self.hidden,) for name in FDY_BUFFERS},
-                           self.dtype)
-            normalise = _eval_norm(self.params, self.buffers, self.eps)
+            check_fdy_buffers(self.buffers, self.hidden, self.dtype)
         y, cache = _fdy_conv2d_forward(x, self.params, self.temperature, self.geometry,
-                                       self._backend, normalise)
+                                       self._backend, self._branch_norm_stage())
         screen_x(x, cache)
-        if cache["batch_stats"]:
-            mean, var, count = cache["batch_stats"]["bn"]
-            running_mean, running_var = (self.buffers[name] for name in FDY_BUFFERS)
-            running_mean[...], running_var[...] = running_stats_update(
-                running_mean, running_var, mean, var, count, self.momentum)
-        self._attention = cache["pi"]
+        self._update_running_stats(cache["batch_stats"])
+        self._attention = cache["pi"]  # ``attention``: pi (N, K, F_out), a copy
         return self._remember(y, cache)
 
     def backward(self, dy):
         dx, grads = _fdy_conv2d_backward(*self._recall(dy))
-        for name, grad in grads.items():
-            self.accumulate_grad(name, grad)
+        self._accumulate(grads)
         return dx
 
     def __repr__(self):
-        return (f"FDYConv2d({self.in_channels}, {self.out_channels}, kernel_size="
-                f"{self.kernel_size}, stride={self.stride}, padding={self.padding}, dilation="
-                f"{self.dilation}, groups={self.groups}, bias={'bias' in self.params}, "
-                f"num_kernels={self.num_kernels}, temperature={self.temperature}, "
-                f"hidden={self.hidden}, backend={self.backend!r})")
+        return self._conv_repr(bias="bias" in self.params, num_kernels=self.num_kernels,
+                               temperature=self.temperature, hidden=self.hidden,
+                               backend=self.backend)
 
 
 def extra_costs(layer, input_shape):
@@ -173,14 +118,10 @@ def extra_costs(layer, input_shape):
     (+ (K - 1) C_out with bias) + D C_in kf + 2 D + K D + K. All MAdds are times N;
     ``breakdown`` splits attention_fc and aggregation further.
     """
-    shape = _per_batch_shape(input_shape, layer.in_channels, "FDYConv2d")
-    n, c_in, time, freq = shape
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (layer.kernel_size, layer.stride, layer.padding,
-                                              layer.dilation)
-    t_out = conv_output_size(time, kh, sh, ph, dh)
-    f_out = conv_output_size(freq, kw, sw, pw, dw)
-    k, c_out, hidden = layer.num_kernels, layer.out_channels, layer.hidden
-    one_conv = c_out * t_out * f_out * (c_in // layer.groups) * kh * kw
+    n, c_in, time, freq = check_cost_shape(layer, input_shape)
+    t_out, f_out = layer.output_size(time, freq)
+    k, c_out, hidden, kw = layer.num_kernels, layer.out_channels, layer.hidden, layer.kernel_size[1]
+    one_conv = layer.conv_madds(time, freq)
     breakdown = {"conv1d1": hidden * c_in * kw * f_out, "conv1d2": k * hidden * f_out,
                  "extra_convolutions": (k - 1) * one_conv,
                  "output_mixing": k * c_out * t_out * f_out}
@@ -195,27 +136,3 @@ def extra_costs(layer, input_shape):
                 extra_params=params - per_kernel,
                 breakdown={key: n * value for key, value in breakdown.items()})
 
-
-def verify_rows(rng, backends):
-    """The ``verify`` command's rows for FDYConv2d: per backend, one gradient check of the layer
-    in training mode (the branch's BatchNorm on batch statistics; x and every parameter;
-    float64, central differences) on a grouped 3 x 3 case strided and dilated along frequency,
-    with |y - y_numpy| against the numpy backend. Yields (op, backend, config,
-    GradcheckReport, difference)."""
-    from ..gradcheck import gradcheck  # the checker is public and needs only NumPy
-
-    config = "4->6 3x3 s(1,2) d(1,2) g2 K3 train"
-    x = rng.standard_normal((2, 4, 4, 7))
-
-    def make(backend):
-        layer = FDYConv2d(4, 6, 3, stride=(1, 2), padding=1, dilation=(1, 2), groups=2,
-                          bias=True, num_kernels=3, temperature=0.7, dtype=np.float64,
-                          backend=backend, rng=5)
-        layer.params["conv2_weight"] *= 4  # pi far from uniform, so its gradient is not tiny
-        return layer
-
-    judge = make("numpy")(x)
-    for backend in backends:
-        layer = make(backend)
-        report = gradcheck(layer, x, raise_exception=False)
-        yield "FDYConv2d layer", backend, config, report, float(np.max(np.abs(layer(x) - judge)))

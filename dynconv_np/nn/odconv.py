@@ -20,13 +20,12 @@ import math
 
 import numpy as np
 
+from ._attention_state import AttentionState, BranchNorm, Temperature
+from .conv import ConvArgs, check_cost_shape
 from .init import make_rng
 from .module import Module, check_layer_input, layer_dtype
-from .._validation import as_pair, check_positive_int, check_real, check_temperature
-from ..backends import DEFAULT_BACKEND, check_placement, get_backend, runs_on_device
-from ..backends.geometry import conv_output_size
-from ..functional.batchnorm import running_stats_update
-from ..functional.conv import check_conv_channels, conv_geometry
+from .._validation import check_host_backend, check_positive_int, check_real
+from ..backends import DEFAULT_BACKEND, check_placement
 from ..functional.odconv import (_odconv2d_forward, _screened_backward, check_odconv_norm,
                                  check_odconv_params, odconv_heads)
 
@@ -40,7 +39,7 @@ def odconv_hidden(in_channels, reduction=0.0625, min_hidden=16, hidden=None):
     return max(math.floor(in_channels * reduction), check_positive_int(min_hidden, "min_hidden"))
 
 
-class ODConv2d(Module):
+class ODConv2d(ConvArgs, AttentionState, Temperature, BranchNorm, Module):
     """ODConv: y = alpha_f (.) conv2d(alpha_c (.) x, sum_k alpha_w[k] (alpha_s (.) W_k)), no bias.
 
     Parameters: in_channels, out_channels, kernel_size (int or pair), stride, padding,
@@ -55,7 +54,8 @@ class ODConv2d(Module):
     ``heads`` (channel (C_in), filter (C_out), spatial (kh kw), kernel (K); the official rule
     drops the filter head when in_channels == groups == out_channels, the spatial head for a
     1 x 1 kernel and the kernel head for K = 1). ``buffers``: "bn_running_mean" (zeros),
-    "bn_running_var" (ones). ``attentions``: {head: alpha} of the last forward.
+    "bn_running_var" (ones). ``attention`` (and ``attentions``): {head: alpha} of the last
+    forward.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
@@ -63,114 +63,76 @@ class ODConv2d(Module):
                  temperature=1.0, eps=1e-5, momentum=0.1, backend=DEFAULT_BACKEND,
                  dtype=np.float32, rng=None):
         super().__init__()
-        self.in_channels = check_positive_int(in_channels, "in_channels")
-        self.out_channels = check_positive_int(out_channels, "out_channels")
-        self.kernel_size = as_pair(kernel_size, "kernel_size", 1)
-        self.stride, self.padding, self.dilation, self.groups = conv_geometry(
-            stride, padding, dilation, groups)
-        check_conv_channels(self.in_channels, self.out_channels, self.groups)
+        self._init_conv_args(in_channels, out_channels, kernel_size, stride, padding, dilation,
+                             groups)
         self.num_kernels = check_positive_int(num_kernels, "num_kernels")
         self.hidden = odconv_hidden(self.in_channels, reduction, min_hidden, hidden)
-        self.eps = check_real(eps, "eps", low=0, low_open=True)
-        self.momentum = check_real(momentum, "momentum", low=0, high=1)
+        self._init_branch_norm(eps, momentum)
         self.dtype = layer_dtype(dtype)
-        self._backend = None if backend == "cuda" else get_backend(backend)
-        if self._backend is None or runs_on_device(self._backend):
-            raise ValueError(f"ODConv2d runs on a host backend (numba, loops or numpy); "
-                             f"received backend={backend!r}")
+        self._backend = check_host_backend(backend, "ODConv2d")
         self.backend = backend
         self.temperature = temperature
         self.heads = odconv_heads(self.in_channels, self.out_channels, self.kernel_size,
                                   self.groups, self.num_kernels)
         rng = make_rng(rng)
         kh, kw = self.kernel_size
-        c_group = self.in_channels // self.groups
-        self.add_param("weight", self._kaiming(rng, (self.num_kernels, self.out_channels,
-                                                     c_group, kh, kw),
+        self.add_param("weight", self._kaiming(rng, self.kernel_shape(self.num_kernels),
                                                self.out_channels * kh * kw))
         self.add_param("fc_weight", self._kaiming(rng, (self.hidden, self.in_channels),
                                                   self.hidden))
-        self.add_param("bn_weight", np.ones(self.hidden, dtype=self.dtype))
-        self.add_param("bn_bias", np.zeros(self.hidden, dtype=self.dtype))
-        sizes = {"channel": self.in_channels, "filter": self.out_channels,
-                 "spatial": kh * kw, "kernel": self.num_kernels}
-        for head in self.heads:
-            self.add_param(f"{head}_fc_weight", self._kaiming(rng, (sizes[head], self.hidden),
-                                                              sizes[head]))
-            self.add_param(f"{head}_fc_bias", np.zeros(sizes[head], dtype=self.dtype))
-        self.buffers["bn_running_mean"] = np.zeros(self.hidden, dtype=self.dtype)
-        self.buffers["bn_running_var"] = np.ones(self.hidden, dtype=self.dtype)
-        self._attentions = None
+        self._add_branch_norm("bn", self.hidden)
+        for head, size in self.head_sizes().items():
+            self.add_param(f"{head}_fc_weight", self._kaiming(rng, (size, self.hidden), size))
+            self.add_param(f"{head}_fc_bias", np.zeros(size, dtype=self.dtype))
 
     def _kaiming(self, rng, shape, fan_out):
         """Kaiming-normal, mode "fan_out", ReLU gain: N(0, 2 / fan_out)."""
         return (rng.standard_normal(shape) * math.sqrt(2.0 / fan_out)).astype(self.dtype)
 
-    @property
-    def geometry(self):
-        return self.stride, self.padding, self.dilation, self.groups
-
-    @property
-    def temperature(self):
-        """tau (> 0) dividing every head's logits; settable between steps."""
-        return self._temperature
-
-    @temperature.setter
-    def temperature(self, value):
-        self._temperature = check_temperature(value, self.dtype)
+    def head_sizes(self):
+        """{head: width} for the heads the layer has: "channel" C_in, "filter" C_out,
+        "spatial" kh kw, "kernel" K."""
+        sizes = {"channel": self.in_channels, "filter": self.out_channels,
+                 "spatial": self.kernel_size[0] * self.kernel_size[1],
+                 "kernel": self.num_kernels}
+        return {head: sizes[head] for head in self.heads}
 
     @property
     def attentions(self):
         """{head: alpha} of the last forward, copies: "channel" (N, C_in), "filter" (N, C_out),
-        "spatial" (N, kh kw), "kernel" (N, K), for the heads the layer has."""
-        return None if self._attentions is None else {head: a.copy() for head, a in
-                                                      self._attentions.items()}
-
-    def state_scalars(self):
-        return {"temperature": self.temperature}
-
-    def load_state_scalar(self, name, value):
-        if name != "temperature":
-            raise KeyError(name)
-        self.temperature = value
+        "spatial" (N, kh kw), "kernel" (N, K), for the heads the layer has (= ``attention``)."""
+        return self.attention
 
     def forward(self, x):
         x = check_layer_input(self, x, 4, self.in_channels, finite=False)  # screened below
         heads = check_odconv_params(self.params, x, self.geometry)
-        running_mean, running_var = self.buffers["bn_running_mean"], self.buffers["bn_running_var"]
-        norm = check_odconv_norm(x, self.params, self.training,
-                                 None if self.training else running_mean,
-                                 None if self.training else running_var, self.eps)
+        running = (None, None) if self.training else (self.buffers["bn_running_mean"],
+                                                      self.buffers["bn_running_var"])
+        norm = check_odconv_norm(x, self.params, self.training, *running, self.eps)
         check_placement(self._backend, x=x)
         y, cache = _odconv2d_forward(x, self.params, self.temperature, self.geometry, norm, heads,
                                      self._backend)  # screens x through its pooled means
-        if self.training:
-            running_mean[...], running_var[...] = running_stats_update(
-                running_mean, running_var, cache["batch_mean"], cache["batch_var"],
-                cache["batch_count"], self.momentum)
-        self._attentions = cache["alphas"]
+        self._update_running_stats(cache["batch_stats"])
+        self._attention = cache["alphas"]
         return self._remember(y, cache)
 
     def backward(self, dy):
-        dx, grads = _screened_backward(*self._recall(dy, finite=False))  # dy screened there
-        for name, grad in grads.items():
-            self.accumulate_grad(name, grad)
+        dx, grads = self._screened_backward(_screened_backward, dy)  # dy screened there
+        self._accumulate(grads)
         return dx
 
     def __repr__(self):
-        return (f"ODConv2d({self.in_channels}, {self.out_channels}, kernel_size="
-                f"{self.kernel_size}, stride={self.stride}, padding={self.padding}, dilation="
-                f"{self.dilation}, groups={self.groups}, num_kernels={self.num_kernels}, "
-                f"hidden={self.hidden}, heads={self.heads}, temperature={self.temperature}, "
-                f"backend={self.backend!r})")
+        return self._conv_repr(num_kernels=self.num_kernels, hidden=self.hidden,
+                               heads=self.heads, temperature=self.temperature,
+                               backend=self.backend)
 
 
 # -- cost accounting (dynconv_np.models.profile's conventions) ------------------------------
 def extra_costs(layer, input_shape):
-    """Params and multiply-adds of an ODConv2d for ``input_shape`` (N, C_in, H, W), split as
-    ``models.profile`` splits DynamicConv2d's, plus the input/output scaling (every MAdd count
-    for the whole batch; hidden = d, heads' widths C_in, C_out [filter], kh kw [spatial],
-    K [kernel], S = their sum; output H' x W'):
+    """Params and multiply-adds of an ODConv2d for ``input_shape`` (N, C_in, H, W) (or
+    (C_in, H, W), N = 1), split as ``models.profile`` splits DynamicConv2d's, plus the
+    input/output scaling (every MAdd count for the whole batch; hidden = d, heads' widths C_in,
+    C_out [filter], kh kw [spatial], K [kernel], S = their sum; output H' x W'):
 
         conv            N C_out H' W' (C_in/g) kh kw            (as the static convolution)
         attention_pool  N C_in H W
@@ -187,26 +149,15 @@ def extra_costs(layer, input_shape):
     """
     if not isinstance(layer, ODConv2d):
         raise TypeError(f"extra_costs counts ODConv2d; received {type(layer).__name__}")
-    shape = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else ()
-    if len(shape) != 4 or not all(isinstance(s, int) and s > 0 for s in shape):
-        raise ValueError(f"input_shape must be (N, C, H, W) of positive ints; received "
-                         f"{input_shape!r}")
-    n, c, height, width = shape
-    if c != layer.in_channels:
-        raise ValueError(f"ODConv2d takes {layer.in_channels} channels; input_shape has {c}")
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (layer.kernel_size, layer.stride, layer.padding,
-                                              layer.dilation)
-    out = (n, layer.out_channels, conv_output_size(height, kh, sh, ph, dh),
-           conv_output_size(width, kw, sw, pw, dw))
-    kernel_entries = layer.out_channels * (layer.in_channels // layer.groups) * kh * kw
-    sizes = {"channel": layer.in_channels, "filter": layer.out_channels, "spatial": kh * kw,
-             "kernel": layer.num_kernels}
-    s = sum(sizes[head] for head in layer.heads)
+    n, c, height, width = check_cost_shape(layer, input_shape)
+    out = (n, layer.out_channels) + layer.output_size(height, width)
+    kernel_entries = layer.out_channels * layer.fan_in
+    s = sum(layer.head_sizes().values())
     d = layer.hidden
     mixes = (layer.num_kernels if "kernel" in layer.heads else 0) + ("spatial" in layer.heads)
     params = sum(int(p.size) for p in layer.params.values())
     return dict(output_shape=out, params=params, extra_params=params - kernel_entries,
-                conv=n * out[1] * out[2] * out[3] * (layer.in_channels // layer.groups) * kh * kw,
+                conv=n * layer.conv_madds(height, width),
                 attention_pool=n * c * height * width, attention_fc=n * d * (c + s),
                 aggregation=n * kernel_entries * mixes,
                 scaling=n * c * height * width + (n * out[1] * out[2] * out[3]

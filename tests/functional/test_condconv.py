@@ -17,7 +17,7 @@ from dynconv_np.functional import (aggregate_kernels_forward, condconv2d_backwar
                                    global_avg_pool_forward, per_sample_conv2d_forward)
 from dynconv_np.functional.condconv import (_condconv2d_backward, _condconv2d_forward,
                                             _condconv_routing_backward,
-                                            _condconv_routing_forward, verify_rows)
+                                            _condconv_routing_forward)
 from dynconv_np.functional.pooling import _add_global_avg_pool_grad, _global_avg_pool_forward
 
 from .checks import FakeDeviceArray, assert_upstream_checked
@@ -219,14 +219,6 @@ def test_backends_agree_with_the_numpy_reference(backend, dtype, tolerance, conf
                                    err_msg=name)
     for name, value in before.items():
         np.testing.assert_array_equal({"x": x, **params}[name], value, err_msg=f"{name} modified")
-
-
-def test_verify_rows_pass_on_every_host_backend():
-    rows = list(verify_rows(np.random.default_rng(0), HOST_BACKENDS))
-    assert [row[1] for row in rows] == HOST_BACKENDS
-    for op, backend, config, report, difference in rows:
-        assert report.passed, report
-        assert difference < 1e-12, (backend, difference)
 
 
 # -- PyTorch, written from the formula -------------------------------------------------------

@@ -114,3 +114,31 @@ def test_input_smaller_than_the_kernel_is_named():
     with pytest.raises(ValueError, match=r"kernel height with dilation .* is larger than the "
                                          r"padded input height"):
         Conv2d(1, 1, 5, backend="numpy", dtype=np.float64).forward(np.ones((1, 1, 3, 8)))
+
+
+def test_conv_args_are_shared_by_every_convolution_layer():
+    """ConvArgs: the same checks, geometry, output size and repr for the static, dynamic and
+    family layers; check_cost_shape for every family's extra_costs."""
+    from dynconv_np.nn import CondConv2d, DCDConv2d, DynamicConv2d, FDYConv2d, ODConv2d
+    from dynconv_np.nn.conv import ConvArgs, check_cost_shape
+    for cls in (Conv2d, DynamicConv2d, CondConv2d, ODConv2d, FDYConv2d):
+        layer = cls(4, 6, (3, 2), stride=(2, 1), padding=1, dilation=(1, 2), groups=2,
+                    backend="numpy")
+        assert isinstance(layer, ConvArgs)
+        assert layer.geometry == ((2, 1), (1, 1), (1, 2), 2)
+        assert layer.output_size(7, 5) == (4, 5) and layer.fan_in == 12
+        assert repr(layer).startswith(f"{cls.__name__}(4, 6, kernel_size=(3, 2), stride=(2, 1), "
+                                      "padding=(1, 1), dilation=(1, 2), groups=2, ")
+        with pytest.raises(ValueError, match=r"groups=4 must divide out_channels"):
+            cls(4, 6, 3, groups=4, backend="numpy")
+    dcd = DCDConv2d(4, 6, 3, dilation=2, backend="numpy")
+    assert dcd.geometry == ((1, 1), (2, 2), (2, 2), 1)  # 'same' padding by DCD's own rule
+    assert check_cost_shape(dcd, (4, 8, 8)) == (1, 4, 8, 8)
+    assert check_cost_shape(dcd, [3, 4, 8, 8]) == (3, 4, 8, 8)
+    for bad in ((4, 8), (1, 4, 8, True), (0, 4, 8, 8), "4, 8, 8"):
+        with pytest.raises(ValueError, match=r"input_shape must be \(C, H, W\) or \(N, C, H, W\) "
+                                             r"of positive ints"):
+            check_cost_shape(dcd, bad)
+    with pytest.raises(ValueError, match=r"DCDConv2d takes 4 channels; input_shape has 3 .*"
+                                         r"C = 4"):
+        check_cost_shape(dcd, (3, 8, 8))

@@ -1,14 +1,15 @@
 """DCDConv2d (nn/dcd.py): gradients in training and eval mode, the running statistics and the
 eval output against an own PyTorch implementation with torch's BatchNorm semantics, the
 official sizes (L = floor(sqrt(C_in)), S), the layer contract (calls matched to caches, state
-dict), the cost accounting, the verify rows, and constructor errors."""
+dict), the cost accounting and constructor errors (its ``verify`` rows:
+tests/test_verify_family.py)."""
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings, strategies as st
 
 from dynconv_np import gradcheck
 from dynconv_np.nn import DCDConv2d
-from dynconv_np.nn.dcd import dcd_sizes, extra_costs, verify_rows
+from dynconv_np.nn.dcd import dcd_sizes, extra_costs
 
 from ..functional.test_dcd import dcd_configs, torch_dcd, trainable
 
@@ -192,15 +193,6 @@ def test_extra_costs_formulas():
     with pytest.raises(ValueError, match=r"input_shape must be \(C, H, W\) or \(N, C, H, W\).*"
                                          r"C = 16"):
         extra_costs(layer, (3, 32, 32))
-
-
-def test_verify_rows_pass_on_every_cpu_backend():
-    rows = list(verify_rows(np.random.default_rng(0), HOST_BACKENDS))
-    assert [row[1] for row in rows] == HOST_BACKENDS
-    for op, backend, config, report, difference in rows:
-        assert op == "DCDConv2d layer" and "train" in config
-        assert report.passed, report
-        assert difference < 1e-12
 
 
 @pytest.mark.parametrize("kwargs, error, message", [

@@ -1,15 +1,15 @@
 """FDYConv2d (nn/fdy.py): gradients in training and eval mode, the running statistics and the
 eval output against an own PyTorch implementation with torch's BatchNorm semantics, the
 official defaults (K = 4, tau = 31, hidden = max(C_in // 4, 4), no bias), the layer contract
-(temperature, attention, calls matched to caches, state dict), the cost accounting, the verify
-rows, and constructor errors."""
+(temperature, attention, calls matched to caches, state dict), the cost accounting and
+constructor errors (its ``verify`` rows: tests/test_verify_family.py)."""
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings, strategies as st
 
 from dynconv_np import gradcheck
 from dynconv_np.nn import FDYConv2d, is_dynamic
-from dynconv_np.nn.fdy import extra_costs, verify_rows
+from dynconv_np.nn.fdy import extra_costs
 
 from ..functional.test_fdy import fdy_configs, torch_fdy, trainable
 from ..strategies import temperatures
@@ -178,15 +178,6 @@ def test_extra_costs_formulas():
     assert extra_costs(layer, (3, 64, 100, 32))["aggregation"] == 3 * costs["aggregation"]
     with pytest.raises(ValueError, match=r"input_shape must be .* C = 64"):
         extra_costs(layer, (1, 100, 32))
-
-
-def test_verify_rows_pass_on_every_cpu_backend():
-    rows = list(verify_rows(np.random.default_rng(0), HOST_BACKENDS))
-    assert [row[1] for row in rows] == HOST_BACKENDS
-    for op, backend, config, report, difference in rows:
-        assert op == "FDYConv2d layer" and "train" in config
-        assert report.passed, report
-        assert difference < 1e-12
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
