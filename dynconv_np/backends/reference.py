@@ -15,12 +15,17 @@ and the backward pass is the transpose of each step:
 ``W`` has a leading axis ``Nw`` that is either ``N`` (one kernel per sample, the
 dynamic case) or ``1`` (one kernel shared by the batch, an ordinary convolution);
 ``np.matmul`` broadcasts the shared case for free.
+
+cols holds kh*kw copies of x, so both passes build it for a chunk of samples at a time
+(``COLS_BUDGET_BYTES`` of cols per chunk, at least one sample): the same products, sample by
+sample; only a shared kernel's dW adds up chunk by chunk.
 """
 import numpy as np
 
 from .geometry import conv_output_shape
 
 NAME = "numpy"
+COLS_BUDGET_BYTES = 64 * 2**20  # im2col buffer per chunk of samples
 
 
 def _tap_slices(i, j, out_h, out_w, stride, dilation):
@@ -42,11 +47,13 @@ def im2col(x, kh, kw, out_h, out_w, stride, padding, dilation, groups):
     return cols.reshape(n, groups, (c_in // groups) * kh * kw, out_h * out_w)
 
 
-def col2im(dcols, x_shape, kh, kw, out_h, out_w, stride, padding, dilation):
-    """Adjoint of ``im2col``: scatter-add columns back onto the input grid."""
+def col2im(dcols, x_shape, kh, kw, out_h, out_w, stride, padding, dilation, dx_pad=None):
+    """Adjoint of ``im2col``: scatter-add columns back onto the input grid (onto ``dx_pad``,
+    the padded grid of these samples, when given) and crop the padding off."""
     n, c_in, h, w = x_shape
     dcols = dcols.reshape(n, c_in, kh, kw, out_h, out_w)
-    dx_pad = np.zeros((n, c_in, h + 2 * padding[0], w + 2 * padding[1]), dtype=dcols.dtype)
+    if dx_pad is None:
+        dx_pad = np.zeros((n, c_in, h + 2 * padding[0], w + 2 * padding[1]), dtype=dcols.dtype)
     for i in range(kh):
         for j in range(kw):
             rows, columns = _tap_slices(i, j, out_h, out_w, stride, dilation)
@@ -60,11 +67,32 @@ def _grouped_weight(w, groups):
     return w.reshape(nw, groups, c_out // groups, -1)
 
 
+def _sample_chunks(x, kh, kw, out_h, out_w):
+    """Slices of the batch whose cols (C_in*kh*kw*H_out*W_out values per sample) fit in
+    ``COLS_BUDGET_BYTES``, at least one sample per slice."""
+    n, c_in = x.shape[:2]
+    per_sample = c_in * kh * kw * out_h * out_w * x.dtype.itemsize
+    step = max(1, COLS_BUDGET_BYTES // max(1, per_sample))
+    return [slice(start, min(start + step, n)) for start in range(0, n, step)]
+
+
+def _samples(a, part):
+    """The kernels (or kernel gradients) of the samples in ``part``: all of them share the
+    one kernel when the leading axis is 1."""
+    return a if a.shape[0] == 1 else a[part]
+
+
 def conv2d_forward(x, w, b, stride, padding, dilation, groups):
     """y (N, C_out, H_out, W_out) = per-sample (or shared) convolution of x with w, plus b."""
     n, c_out, out_h, out_w = conv_output_shape(x.shape, w.shape, stride, padding, dilation)
-    cols = im2col(x, w.shape[3], w.shape[4], out_h, out_w, stride, padding, dilation, groups)
-    y = np.matmul(_grouped_weight(w, groups), cols).reshape(n, c_out, out_h, out_w)
+    kh, kw = w.shape[3], w.shape[4]
+    w_g = _grouped_weight(w, groups)
+    y = np.empty((n, c_out, out_h, out_w), dtype=np.result_type(x, w))
+    y_g = y.reshape(n, groups, c_out // groups, out_h * out_w)
+    for part in _sample_chunks(x, kh, kw, out_h, out_w):  # bounds the cols' memory
+        cols = im2col(x[part], kh, kw, out_h, out_w, stride, padding, dilation, groups)
+        np.matmul(_samples(w_g, part), cols, out=y_g[part])
+        del cols  # before the next chunk's
     if b is not None:
         y += b[:, :, None, None]
     return y
@@ -74,15 +102,27 @@ def conv2d_backward(dy, x, w, stride, padding, dilation, groups, has_bias):
     """(dx, dw, db) of ``conv2d_forward``; dw has w's shape, db is (Nw, C_out) or None."""
     n, c_out, out_h, out_w = dy.shape
     nw, kh, kw = w.shape[0], w.shape[3], w.shape[4]
-    cols = im2col(x, kh, kw, out_h, out_w, stride, padding, dilation, groups)
+    c_in, h, w_in = x.shape[1:]
+    w_g = _grouped_weight(w, groups)
     dy_g = dy.reshape(n, groups, c_out // groups, out_h * out_w)
-    dw = np.matmul(dy_g, cols.swapaxes(-1, -2))
-    dcols = np.matmul(_grouped_weight(w, groups).swapaxes(-1, -2), dy_g)
-    dx = col2im(dcols, x.shape, kh, kw, out_h, out_w, stride, padding, dilation)
+    # a shared kernel's dW adds up over the chunks; per-sample ones are written once
+    dw = (np.zeros if nw == 1 else np.empty)(w_g.shape, dtype=np.result_type(dy, x))
+    dx_pad = np.zeros((n, c_in, h + 2 * padding[0], w_in + 2 * padding[1]),
+                      dtype=np.result_type(w, dy))
+    for part in _sample_chunks(x, kh, kw, out_h, out_w):  # bounds the cols' memory
+        cols = im2col(x[part], kh, kw, out_h, out_w, stride, padding, dilation, groups)
+        if nw == 1:  # a shared kernel: summed over the batch
+            dw += np.matmul(dy_g[part], cols.swapaxes(-1, -2)).sum(axis=0, keepdims=True)
+        else:
+            np.matmul(dy_g[part], cols.swapaxes(-1, -2), out=dw[part])
+        dcols = np.matmul(_samples(w_g, part).swapaxes(-1, -2), dy_g[part])
+        col2im(dcols, x[part].shape, kh, kw, out_h, out_w, stride, padding, dilation,
+               dx_pad=dx_pad[part])
+        del cols, dcols  # before the next chunk's
+    dx = dx_pad[:, :, padding[0]:padding[0] + h, padding[1]:padding[1] + w_in]
     db = dy.sum(axis=(2, 3)) if has_bias else None
-    if nw == 1 and n != 1:
-        dw = dw.sum(axis=0, keepdims=True)
-        db = None if db is None else db.sum(axis=0, keepdims=True)
+    if db is not None and nw == 1 and n != 1:
+        db = db.sum(axis=0, keepdims=True)
     return dx, dw.reshape(w.shape), db
 
 

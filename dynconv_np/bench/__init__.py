@@ -2,6 +2,7 @@
 
     python -m dynconv_np bench [--section cpu|gpu|all] [--tiny] [--repeats R] [--rounds K]
                                [--backends numba,numpy]
+    python -m dynconv_np bench --networks [--tiny] [--repeats R] [--rounds K] [--backends ...]
     NUMBA_ENABLE_CUDASIM=1 python -m dynconv_np bench --section gpu --tiny   # no GPU needed
 
 The layer suite (``layers.py``): five float32 DynamicConv2d shapes L1-L5 (K = 4, tau = 1,
@@ -25,6 +26,14 @@ its first result with a cold and with a warm Numba cache (not with ``--tiny``).
 
 GPU section (``gpu.py``): the cuda backend's forward kernels alone (naive and tiled), the
 whole layer after ``to_device()``, and PyTorch on the GPU, timed with CUDA events.
+
+Network suite (``networks.py``, ``--networks``, instead of the layer suite; CPU only): a training
+step (forward, cross-entropy, backward, SGD update) and an eval-mode inference of whole DY
+networks (the demo's digits CNN, DY-ResNet-10 x0.25 and DY-MobileNetV2 x0.35 on 32 x 32
+images, DY-MobileNetV3-Small inference at 224 x 224) against the same networks in PyTorch
+(translated module by module with the same parameters, checked equal in float64 first, timed
+with oneDNN on and off), medians and minima in alternating rounds, and the peak memory of a
+training step.
 
 torch is optional (its rows and columns are left out without it), and so is numba-cuda
 (the GPU section then says it is unavailable). ``--tiny`` runs scaled-down shapes in seconds.
@@ -54,6 +63,9 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="python -m dynconv_np bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--section", choices=SECTIONS, default="cpu")
+    parser.add_argument("--networks", action="store_true",
+                        help="time whole networks (training step, inference) on the CPU "
+                             "instead of the layer suite")
     parser.add_argument("--tiny", action="store_true", help="small shapes, a quick smoke run")
     parser.add_argument("--repeats", type=int, default=30, help="timed calls per measurement")
     parser.add_argument("--rounds", type=int, default=None,
@@ -65,6 +77,8 @@ def parse_args(argv=None):
                         help="CPU backends to time, the first one against the others and "
                              f"torch (default: numba,numpy; from {', '.join(CPU_BACKENDS)})")
     args = parser.parse_args(argv)
+    if args.networks and args.section != "cpu":
+        parser.error(f"--networks runs on the CPU only; received --section {args.section}")
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1; received {args.repeats}")
     if args.rounds is None:
@@ -78,6 +92,10 @@ def parse_args(argv=None):
 def main(argv=None):
     """The ``bench`` command: parse ``argv`` and run the sections it asks for."""
     args = parse_args(argv)
+    if args.networks:
+        from . import network_report
+        network_report.run(args.tiny, args.repeats, args.rounds, args.backends)
+        return 0
     if args.section in ("cpu", "all"):
         from . import cpu
         cpu.run(args.tiny, args.repeats, args.rounds, args.backends)
