@@ -29,9 +29,13 @@ def _print_notice(dtype):
 def announces_compilation(entry):
     """Decorator for an engine entry point whose first argument is an array: ``first_use``
     around each call, keyed by the entry's name and that array's dtype."""
+    name = entry.__name__
+
     @functools.wraps(entry)
     def wrapped(*args, **kwargs):
-        with first_use(entry.__name__, args[0].dtype):
+        if (name, args[0].dtype) in _called:  # every call after the first: one set lookup
+            return entry(*args, **kwargs)
+        with first_use(name, args[0].dtype):
             return entry(*args, **kwargs)
     return wrapped
 
@@ -39,11 +43,11 @@ def announces_compilation(entry):
 @contextlib.contextmanager
 def first_use(entry, dtype):
     """Around an engine entry point: the notice above if its first call for ``dtype`` is slow."""
-    key = (entry, np.dtype(dtype).name)
+    key = (entry, np.dtype(dtype))
     if key in _called:
         yield
         return
-    timer = threading.Timer(NOTICE_AFTER, _print_notice, args=(key[1],))
+    timer = threading.Timer(NOTICE_AFTER, _print_notice, args=(key[1].name,))
     timer.daemon = True
     timer.start()
     try:

@@ -13,7 +13,7 @@ from numba import njit, prange
 
 from .runs import run_dot, run_sum
 from .compiling import announces_compilation
-from .threads import threads_for
+from .threads import REDUCTION_PARALLEL_FROM, threads_for
 
 _MIX_CHUNK = 4096  # elements per work unit: a few units per kernel row keep the threads busy
 
@@ -71,7 +71,7 @@ def aggregate_forward(pi, weight, bias):
     """
     k = weight.shape[0]
     w_n = np.empty((pi.shape[0],) + weight.shape[1:], np.result_type(pi, weight))
-    with threads_for(w_n.size * k):
+    with threads_for(w_n.size * k, REDUCTION_PARALLEL_FROM):
         _mix_rows(pi, weight.reshape(k, -1), w_n.reshape(pi.shape[0], -1))
     b_n = None if bias is None else pi @ bias
     return w_n, b_n
@@ -89,7 +89,7 @@ def aggregate_backward(dw_n, db_n, pi, weight, bias):
     w_flat = weight.reshape(k, -1)
     dpi = np.empty((n, k), np.result_type(dw_n, weight))
     dweight = np.empty(weight.shape, np.result_type(pi, dw_n))
-    with threads_for(2 * dw_n.size * k):
+    with threads_for(2 * dw_n.size * k, REDUCTION_PARALLEL_FROM):
         _row_inner_products(dw_flat, w_flat, dpi)
         _mix_rows(np.ascontiguousarray(pi.T), dw_flat, dweight.reshape(k, -1))
     dbias = None
@@ -113,7 +113,7 @@ def spatial_sums(x):
     """sums[n, c] = sum_{h,w} x[n, c, h, w]: (N, C, H, W) -> (N, C)."""
     n, c, h, w = x.shape
     sums = np.empty((n, c), x.dtype)
-    with threads_for(x.size):
+    with threads_for(x.size, REDUCTION_PARALLEL_FROM):
         _plane_sums(x.reshape(n, c, h * w), sums)
     return sums
 
@@ -140,5 +140,5 @@ def _add_to_planes(planes, values):
 def add_spatial_mean_grad(dx, dpooled):
     """In place: dx[n, c, h, w] += dpooled[n, c] / (H W), the adjoint of ``spatial_mean``."""
     n, c, h, w = dx.shape
-    with threads_for(dx.size):
+    with threads_for(dx.size, REDUCTION_PARALLEL_FROM):
         _add_to_planes(dx.reshape(n, c, h * w), (dpooled / (h * w)).astype(dx.dtype, copy=False))

@@ -11,14 +11,17 @@ import contextlib
 
 import numba
 
-PARALLEL_FROM = 1 << 20  # operations; the measurement behind it is in dynconv_np/bench/README.md
+# operations (measurements in dynconv_np/bench/README.md): convolutions count multiply-adds;
+# the memory-bound reductions (aggregation, plane sums) count elements and pay off sooner
+PARALLEL_FROM = 1 << 20
+REDUCTION_PARALLEL_FROM = 1 << 16
 
 
 @contextlib.contextmanager
-def threads_for(work):
-    """Run the enclosed kernels on one thread when ``work`` < PARALLEL_FROM, else on all."""
+def threads_for(work, parallel_from=PARALLEL_FROM):
+    """Run the enclosed kernels on one thread when ``work`` < ``parallel_from``, else on all."""
     before = numba.get_num_threads()
-    if work >= PARALLEL_FROM or before == 1:
+    if work >= parallel_from or before == 1:
         yield
         return
     numba.set_num_threads(1)
