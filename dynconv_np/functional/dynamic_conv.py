@@ -39,8 +39,7 @@ def dynamic_conv2d_forward(x, params, tau, stride=1, padding=0, dilation=1, grou
     module = get_backend(backend)
     check_dynamic_conv_params(params, x, geometry, module)
     tau = check_temperature(tau, x.dtype)
-    y, cache = _dynamic_conv2d_forward(x, params, tau, geometry, module)
-    check_finite_via(x, "x", cache["pooled"], "mean")
+    y, cache = _screened_forward(x, params, tau, geometry, module)
     return y, stage_cache("dynamic_conv2d", cache, y)
 
 
@@ -48,6 +47,16 @@ def dynamic_conv2d_backward(dy, cache):
     """(dx, grads) where grads has a key per parameter in the forward's ``params``."""
     dy = check_upstream(cache, "dynamic_conv2d", finite=False, dy=dy)  # screened by the next
     return _screened_backward(dy, cache)
+
+
+def _screened_forward(x, params, tau, geometry, module):
+    """``_dynamic_conv2d_forward`` with x screened for NaN/inf through its pooled means (a NaN
+    or inf in a plane makes its mean one); raises, naming the first bad element, before the
+    caller keeps anything, and without NumPy warnings first."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        y, cache = _dynamic_conv2d_forward(x, params, tau, geometry, module)
+    check_finite_via(x, "x", cache["pooled"], "mean")
+    return y, cache
 
 
 def _screened_backward(dy, cache):

@@ -47,7 +47,8 @@ def softmax_backward(dpi, cache):
 
 
 def _softmax_forward(z, tau):
-    s = (z - z.max(axis=-1, keepdims=True)) / z.dtype.type(tau)
+    with np.errstate(over="ignore"):  # a tiny tau sends the non-maximal exponents to -inf
+        s = (z - z.max(axis=-1, keepdims=True)) / z.dtype.type(tau)
     e = np.exp(s)
     pi = e / e.sum(axis=-1, keepdims=True)
     return pi, {"pi": pi.copy(), "tau": tau}  # the caller may modify pi; backward reads a copy

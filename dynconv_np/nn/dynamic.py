@@ -31,12 +31,12 @@ from ._attention_state import AttentionState, Temperature
 from .conv import ConvArgs
 from .init import make_rng, uniform_fan_in
 from .module import Module, check_bias_flag, check_layer_input, layer_dtype
-from .._validation import check_finite_via, check_positive_int, check_real
+from .._validation import check_positive_int, check_real
 from ..backends import DEFAULT_BACKEND, get_backend, to_device, to_host
 from ..functional.aggregation import _aggregate_kernels_forward
 from ..functional.conv import _conv_forward
-from ..functional.dynamic_conv import (_dynamic_conv2d_forward, _dynamic_kernels,
-                                       _screened_backward, check_dynamic_conv_params)
+from ..functional.dynamic_conv import (_dynamic_kernels, _screened_backward, _screened_forward,
+                                       check_dynamic_conv_params)
 from ..functional.dynamic_linear import (_dynamic_linear_backward, _dynamic_linear_forward,
                                          check_dynamic_linear_params)
 
@@ -113,9 +113,8 @@ class DynamicConv2d(ConvArgs, _DynamicBase):
         check_dynamic_conv_params(self.params, x, self.geometry, self._backend)
         if self.attention_override is not None:
             return self._forward_overridden(x)
-        y, cache = _dynamic_conv2d_forward(x, self.params, self.temperature, self.geometry,
-                                           self._backend)
-        check_finite_via(x, "x", cache["pooled"], "mean")
+        y, cache = _screened_forward(x, self.params, self.temperature, self.geometry,
+                                     self._backend)
         return self._store(y, cache)
 
     def _forward_overridden(self, x):
