@@ -1,9 +1,9 @@
 """The command line: ``python -m dynconv_np COMMAND``.
 
-    demo     train a static CNN and its dynamic twin on the embedded digits (the main job)
+    demo     a static CNN and its dynamic twin on digits-mixed, with a verdict (the main job)
     verify   check every op's backward against finite differences, per backend; print a table
     costs    params and multiply-adds of the paper's networks, static vs dynamic
-    bench    the layer benchmark suite (see dynconv_np/bench/README.md)
+    bench    the layer (or --networks: network) benchmark (see dynconv_np/bench/README.md)
     warmup   compile every Numba kernel ahead of first use (before a lesson)
     compare  a PyTorch dynamic convolution (FILE.py:CLASS) against the reference, stage by stage
     fixtures write the golden fixture set for other implementations (--out DIR)
@@ -17,7 +17,7 @@ import importlib
 import sys
 
 COMMANDS = {
-    "demo": ("dynconv_np.train.demo", "train static vs dynamic CNNs on the embedded digits"),
+    "demo": ("dynconv_np.train.demo", "static vs dynamic CNNs on digits-mixed, with a verdict"),
     "verify": ("dynconv_np.verify", "gradient-check every op and backend, print a table"),
     "costs": ("dynconv_np.models.costs", "params and MAdds of the paper's networks"),
     "bench": ("dynconv_np.bench", "benchmark the layer suite"),
