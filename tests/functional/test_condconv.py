@@ -253,7 +253,8 @@ def test_matches_an_own_pytorch_implementation(c_in, c_out, kernel, stride, padd
     """float64, outputs and every gradient (autograd of the formula above), for the one-call
     layer and for the convolution with given routing; max error 5e-15 (the same sums in
     another order), asserted at 1e-12."""
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip(
+        "torch", reason="the cross-check runs our PyTorch version of the formula")
     rng = np.random.default_rng(5)
     experts = 3
     config = dict(n=2, in_channels=c_in, out_channels=c_out, kernel=kernel, groups=groups,

@@ -263,7 +263,8 @@ def test_matches_own_pytorch_implementation(mode, config, seed):
     """y, dx and the gradient of every parameter against torch autograd through the official
     forward (float64; both sides sum O(100) products in different orders: 1e-9 relative to
     each array's scale)."""
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip(
+        "torch", reason="the cross-check runs our PyTorch version of the formula")
     assume(mode == "eval" or trainable(config))
     rng = np.random.default_rng(seed)
     x, params = make_x(rng, config), make_params(rng, config)

@@ -229,7 +229,8 @@ def torch_reference(torch, mode, x, params, buffers, tau, c, dy):
 def test_matches_own_pytorch_implementation(mode, config, tau, seed):
     """y, dx and every parameter's gradient against torch autograd (float64; different
     summation orders of O(100) products: 1e-9 relative to each array's scale)."""
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip(
+        "torch", reason="the cross-check runs our PyTorch version of the formula")
     assume(mode == "eval" or trainable(config))
     rng = np.random.default_rng(seed)
     x, params = make_x(rng, config), make_params(rng, config)

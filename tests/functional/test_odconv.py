@@ -277,7 +277,8 @@ def test_matches_an_own_pytorch_implementation(training, c_in, c_out, kernel, st
     """float64, y and every gradient (autograd through the kernel form above), both BatchNorm
     modes. Max error 2e-13 (dfc_weight for the N = 2 batch, where the BatchNorm's gradient is a
     cancellation of O(1 / std) terms), ~1e-14 otherwise; asserted at 1e-11."""
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip(
+        "torch", reason="the cross-check runs our PyTorch version of the formula")
     rng = np.random.default_rng(11)
     config = dict(n=n, in_channels=c_in, out_channels=c_out, kernel=kernel, groups=groups,
                   size=(6, 5))

@@ -129,7 +129,8 @@ def test_layer_and_shared_block_match_an_own_pytorch_implementation():
     """float64: a CondConv2d with own routing, and a block (expand 1x1 -> ReLU -> depthwise 3x3
     stride 2 -> ReLU -> project 1x1) whose three convolutions share r = sigmoid(GAP(x) R^T +
     b_r): outputs, dx and every gradient; max error ~1e-15, asserted at 1e-12."""
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip(
+        "torch", reason="the cross-check runs our PyTorch version of the formula")
     import torch.nn.functional as F
     rng = np.random.default_rng(7)
     x = rng.standard_normal((2, 3, 6, 5))

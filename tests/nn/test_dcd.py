@@ -77,7 +77,8 @@ def test_running_statistics_and_eval_output_match_torch():
     """Two training steps (running statistics updated as torch's BatchNorm does, momentum 0.1,
     unbiased variance), then eval: buffers, outputs and the eval gradients equal those of an
     own torch implementation of conv_dy with the same parameters (float64)."""
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip(
+        "torch", reason="the cross-check runs our PyTorch version of the formula")
     c = dict(n=3, in_channels=5, out_channels=4, kernel=(3, 3), stride=2, padding=(1, 1),
              dilation=1, groups=1, size=(6, 5), bias=True, latent=2, squeeze=3)
     layer = make_layer(c, seed=4)

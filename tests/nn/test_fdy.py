@@ -64,7 +64,8 @@ def test_defaults_follow_the_official_code():
 def test_running_statistics_and_eval_output_match_torch():
     """Two training steps, then eval: buffers, outputs and the eval gradients equal those of an
     own torch implementation (F.batch_norm's momentum 0.1 and unbiased running variance)."""
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip(
+        "torch", reason="the cross-check runs our PyTorch version of the formula")
     c = dict(n=2, in_channels=5, out_channels=4, kernel=(3, 3), stride=(1, 2), padding=(1, 1),
              dilation=1, groups=1, size=(5, 8), bias=True, k=3, hidden=3)
     layer = make_layer(c, tau=0.8, seed=3)

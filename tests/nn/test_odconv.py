@@ -90,7 +90,8 @@ def test_matches_an_own_pytorch_implementation_over_training_and_evaluation(c_in
     """float64: per training step (on two different batches) y, dx and every gradient, and
     the running statistics (F.batch_norm's momentum update, unbiased variance) after each;
     then evaluation mode's y and dx from those statistics. Max error ~1e-14; asserted 1e-11."""
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip(
+        "torch", reason="the cross-check runs our PyTorch version of the formula")
     layer = ODConv2d(c_in, c_out, kernel, padding=kernel // 2, groups=groups, num_kernels=k,
                      hidden=5, temperature=0.9, momentum=0.2, backend="numpy",
                      dtype=np.float64, rng=3)
