@@ -237,6 +237,21 @@ def check_finite_via(a, name, reduced, reduction):
                      f"overflows {np.dtype(a.dtype)})")
 
 
+def screened_backward(backward, dy, cache, reduction="sum"):
+    """``backward(dy, cache)``, whose last result is a reduction of dy that the pass makes anyway
+    (the bias gradient db_n: per-plane sums; or None), with dy screened for NaN/inf through it
+    (``check_finite_via``), or scanned when there is none; NumPy's warnings about a NaN/inf in
+    dy are silenced (the screen reports it). Returns the other results; raises before the caller
+    can use or accumulate any of them."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        *results, reduced = backward(dy, cache)
+    if is_host_array(reduced):
+        check_finite_via(dy, "dy", reduced, reduction)
+    elif is_host_array(dy):
+        check_finite(dy, "dy")
+    return tuple(results)
+
+
 def stage_cache(stage, cache, *outputs):
     """Mark ``cache`` as the cache of public ``stage``'s forward, with its outputs' shapes and
     dtypes (None for an output the call did not produce), for ``check_upstream``."""

@@ -117,3 +117,16 @@ def test_as_pair_and_positive_int():
         v.as_pair(1.5, "padding", 0)
     with pytest.raises(ValueError, match=r"groups must be a positive int; received 0"):
         v.check_positive_int(0, "groups")
+
+
+def test_screened_backward_screens_dy_through_the_reduction_or_scans_it():
+    dy = np.ones((1, 2, 3, 3))
+    through_sums = lambda d, cache: (d * 2, d.sum(axis=(2, 3)))  # noqa: E731
+    without = lambda d, cache: (d * 2, None)  # noqa: E731
+    (dx,) = v.screened_backward(through_sums, dy, None)
+    np.testing.assert_array_equal(dx, 2 * dy)
+    dy[0, 1, 2, 2] = np.nan
+    for backward in (through_sums, without):
+        with pytest.raises(ValueError, match=r"dy contains 1 non-finite value\(s\); the first is "
+                                             r"nan at index \(0, 1, 2, 2\)"):
+            v.screened_backward(backward, dy, None)

@@ -37,15 +37,13 @@ Backward (the stages' own backward passes, in reverse):
 As in ``dynamic_conv``, x is screened for NaN/inf through its pooled means where the routing is
 computed from it, and dy through the per-sample bias gradient (scanned when there is no bias).
 """
-import numpy as np
-
 from .activations import _sigmoid_backward, _sigmoid_forward
 from .aggregation import _aggregate_kernels_backward, _aggregate_kernels_forward
 from .conv import _conv_backward, _conv_forward, check_conv_args, conv_geometry
 from .linear import _linear_backward, _linear_forward, check_linear_args
 from .pooling import _add_global_avg_pool_grad, _global_avg_pool_forward
-from .._validation import (check_finite, check_finite_via, check_float_array, check_same_dtype,
-                           check_shape, check_upstream, contiguous, is_host_array,
+from .._validation import (check_finite_via, check_float_array, check_same_dtype, check_shape,
+                           check_upstream, contiguous, is_host_array, screened_backward,
                            stage_cache)
 from ..backends import DEFAULT_BACKEND, check_placement, get_backend
 
@@ -111,7 +109,7 @@ def condconv2d_backward(dy, cache):
     drouting[n, e] = <dW_n, W_e> + <db_n, b_e>: where one routing feeds several convolutions,
     its gradient is the sum of theirs."""
     dy = check_upstream(cache, "condconv2d", finite=False, dy=dy)  # screened below
-    dx, drouting, dweight, dbias, _ = _screened(_condconv2d_backward, dy, cache)
+    dx, drouting, dweight, dbias = screened_backward(_condconv2d_backward, dy, cache)
     return dx, drouting, dweight, dbias
 
 
@@ -151,20 +149,6 @@ def _condconv2d_backward(dy, cache):
     return dx, drouting, dweight, dbias, db_n
 
 
-def _screened(backward, dy, cache):
-    """``backward(dy, cache)`` (whose last result is db_n), then dy screened for NaN/inf
-    through db_n (db_n[n, o] sums dy[n, o]) or scanned without a bias, before any gradient is
-    returned."""
-    with np.errstate(invalid="ignore", over="ignore"):  # a NaN/inf in dy is reported, not warned
-        results = backward(dy, cache)
-    db_n = results[-1]
-    if isinstance(db_n, np.ndarray):
-        check_finite_via(dy, "dy", db_n, "sum")
-    elif isinstance(dy, np.ndarray):
-        check_finite(dy, "dy")
-    return results
-
-
 # -- the one-call layer: routing from its own input ------------------------------------------
 def condconv2d_with_routing_forward(x, params, stride=1, padding=0, dilation=1, groups=1,
                                     backend=DEFAULT_BACKEND):
@@ -186,7 +170,7 @@ def condconv2d_with_routing_backward(dy, cache):
     """(dx, grads): grads has a key per parameter in the forward's ``params``; dx sums the
     convolution's path and the routing's (dpooled / (H W))."""
     dy = check_upstream(cache, "condconv2d_with_routing", finite=False, dy=dy)
-    dx, grads, _ = _screened(_condconv2d_with_routing_backward, dy, cache)
+    dx, grads = screened_backward(_condconv2d_with_routing_backward, dy, cache)
     return dx, grads
 
 

@@ -22,7 +22,7 @@ from .attention import (ATTENTION_PARAMS, _attention_backward, _attention_forwar
                         attention_cache, check_attention_params)
 from .conv import _conv_backward, _conv_forward, check_conv_args, conv_geometry
 from .pooling import _add_global_avg_pool_grad, _global_avg_pool_forward
-from .._validation import (check_finite, check_finite_via, check_float_array, check_same_dtype,
+from .._validation import (check_finite_via, screened_backward, check_float_array, check_same_dtype,
                            check_shape, check_temperature, check_upstream, stage_cache)
 from ..backends import DEFAULT_BACKEND, check_placement, get_backend
 
@@ -60,16 +60,9 @@ def _screened_forward(x, params, tau, geometry, module):
 
 
 def _screened_backward(dy, cache):
-    """``_dynamic_conv2d_backward`` with dy screened for NaN/inf through the bias gradient
-    db_n (db_n[n, o] is the sum of dy[n, o]), or scanned when there is no bias; raises before
-    the caller can use (or accumulate) any gradient."""
-    with np.errstate(invalid="ignore", over="ignore"):  # a NaN/inf in dy is reported, not warned
-        dx, grads, db_n = _dynamic_conv2d_backward(dy, cache)
-    if isinstance(db_n, np.ndarray):
-        check_finite_via(dy, "dy", db_n, "sum")
-    elif isinstance(dy, np.ndarray):
-        check_finite(dy, "dy")
-    return dx, grads
+    """``_dynamic_conv2d_backward`` with dy screened through the bias gradient db_n (db_n[n, o]
+    is the sum of dy[n, o]), or scanned when there is no bias (``screened_backward``)."""
+    return screened_backward(_dynamic_conv2d_backward, dy, cache)
 
 
 def check_dynamic_conv_params(params, x, geometry, module):

@@ -60,9 +60,9 @@ from .conv import _conv_backward, _conv_forward, check_kernel_bank, conv_geometr
 from .linear import _linear_backward, _linear_forward
 from .pooling import _add_global_avg_pool_grad, _global_avg_pool_forward
 from .softmax import _softmax_backward, _softmax_forward
-from .._validation import (check_finite, check_finite_via, check_float_array,
-                           check_host_backend, check_real, check_same_dtype, check_shape,
-                           check_temperature, check_upstream, contiguous, stage_cache)
+from .._validation import (check_finite_via, check_float_array, check_host_backend, check_real,
+                           check_same_dtype, check_shape, check_temperature, check_upstream,
+                           contiguous, screened_backward, stage_cache)
 from ..backends import DEFAULT_BACKEND, check_placement
 
 HEADS = ("channel", "filter", "spatial", "kernel")
@@ -126,15 +126,10 @@ def odconv2d_backward(dy, cache):
 
 
 def _screened_backward(dy, cache):
-    """``_odconv2d_backward`` with dy screened for NaN/inf through dalpha_f (or scanned
-    without a filter head) before any gradient is returned."""
-    with np.errstate(invalid="ignore", over="ignore"):  # a NaN/inf in dy is reported, not warned
-        dx, grads, dalpha_f = _odconv2d_backward(dy, cache)
-    if dalpha_f is not None:
-        check_finite_via(dy, "dy", dalpha_f, "weighted sum (with the convolution's output)")
-    else:
-        check_finite(dy, "dy")
-    return dx, grads
+    """``_odconv2d_backward`` with dy screened through dalpha_f (a weighted sum of dy over each
+    plane), or scanned without a filter head (``screened_backward``)."""
+    return screened_backward(_odconv2d_backward, dy, cache,
+                             "weighted sum (with the convolution's output)")
 
 
 def check_odconv_params(params, x, geometry):

@@ -30,11 +30,12 @@ from .containers import _check_module
 from .conv import ConvArgs, check_cost_shape
 from .init import make_rng, uniform_fan_in
 from .module import Module, check_bias_flag, check_layer_input, layer_dtype
-from .._validation import check_finite_via, check_float_array, check_positive_int, contiguous
+from .._validation import (check_finite_via, check_float_array, check_positive_int, contiguous,
+                           screened_backward)
 from ..backends import DEFAULT_BACKEND, check_placement, get_backend
 from ..functional.condconv import (_condconv2d_backward, _condconv2d_forward,
                                    _condconv_routing_backward, _condconv_routing_forward,
-                                   _screened, check_condconv_args)
+                                   check_condconv_args)
 from ..functional.linear import check_linear_args
 from ..functional.pooling import _add_global_avg_pool_grad, _global_avg_pool_forward
 
@@ -170,8 +171,8 @@ class CondConv2d(ConvArgs, AttentionState, Module):
     def backward(self, dy):
         """dx (own routing: both paths summed), or (dx, drouting_weights) for a layer whose
         routing is shared (the block sums the routing gradients)."""
-        dx, drouting, dweight, dbias, _ = self._screened_backward(  # dy screened through db_n
-            lambda dy, cache: _screened(_condconv2d_backward, dy, cache), dy)
+        dx, drouting, dweight, dbias = self._screened_backward(  # dy screened through db_n
+            lambda dy, cache: screened_backward(_condconv2d_backward, dy, cache), dy)
         self.accumulate_grad("weight", dweight)
         if dbias is not None:
             self.accumulate_grad("bias", dbias)
