@@ -33,7 +33,9 @@ Two kinds of target:
   the gradients as a dict keyed like ``inputs`` or a tuple in the same order;
 * a layer (an object with forward, backward, params and grads): ``gradcheck(layer, x)`` checks
   dx and every parameter's accumulated gradient. Put stochastic layers (dropout) in eval mode or
-  fix their randomness first.
+  fix their randomness first. The probes' forwards have no backward: a target with
+  ``clear_calls()`` (every dynconv_np module; give a wrapper of one the same method) has their
+  caches dropped after each probe.
 """
 from dataclasses import dataclass, field
 

@@ -50,7 +50,7 @@ def attention_share(spec, backend, repeats):
     """
     from ..backends import get_backend
     from ..functional.dynamic_conv import _dynamic_kernels
-    layer = layers.make_layer(spec, backend)
+    layer = layers.make_layer(spec, backend).eval()  # forwards only: keep no caches
     x, _ = layers.make_inputs(spec)
     module = get_backend(layer.backend)
 

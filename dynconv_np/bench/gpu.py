@@ -98,6 +98,7 @@ def time_layer(backend, spec, repeats):
         layer.backward(dy)
 
     fwd_bwd_ms, first_s = median_ms(fwd_bwd, repeats)
+    layer.eval()  # forwards only: a training-mode forward keeps its cache for a backward
     fwd_ms, _ = median_ms(lambda: layer.forward(x), repeats)
     return fwd_ms, fwd_bwd_ms, first_s
 

@@ -94,15 +94,16 @@ def make_layer(spec, backend):
 
 def layer_calls(spec, backend):
     """(fwd, fwd_bwd): closures running our layer on ``backend`` (host arrays), on the
-    suite's fixed input and upstream gradient."""
-    layer = make_layer(spec, backend)
+    suite's fixed input and upstream gradient. The forward alone runs on a copy in eval mode
+    (the same math): a training-mode forward keeps its cache for a backward that never comes."""
+    layer, inference = make_layer(spec, backend), make_layer(spec, backend).eval()
     x, dy = make_inputs(spec)
 
     def fwd_bwd():
         layer.forward(x)
         layer.backward(dy)
 
-    return (lambda: layer.forward(x)), fwd_bwd
+    return (lambda: inference.forward(x)), fwd_bwd
 
 
 def import_torch():

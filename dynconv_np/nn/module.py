@@ -17,11 +17,16 @@ Names. ``named_children()`` gives each sub-module a name (containers: their indi
 attribute names), and ``named_parameters()`` / ``state_dict()`` join them with dots, e.g.
 ``features.3.weight``. A module reached twice (used twice in one network) is listed once.
 """
+import warnings
+
 import numpy as np
 
 from .._validation import (check_float_array, check_float_dtype, check_upstream, contiguous,
                            stage_cache)
 from ..backends import add_into
+
+
+PENDING_WARNING = 256  # training-mode forwards without a backward before a module warns
 
 
 class ParameterDict(dict):
@@ -81,10 +86,18 @@ class Module:
         return self.forward(x)
 
     def _remember(self, y, cache):
-        """Keep ``cache`` for the backward call that will match this forward; return y."""
+        """Keep ``cache`` for the backward call that will match this forward; return y.
+
+        Training-mode forwards that no backward consumes pile up (a PyTorch habit: inference
+        in training mode): at PENDING_WARNING of them the module warns once, naming the fix."""
         if not self.training:
             self._calls.clear()
         self._calls.append((stage_cache(type(self).__name__, {"cache": cache}, y)))
+        if len(self._calls) == PENDING_WARNING:
+            warnings.warn(f"{type(self).__name__} holds {PENDING_WARNING} forward calls that no "
+                          "backward has consumed: in training mode each forward keeps its cache "
+                          "(and its memory) until a backward; run inference after .eval(), or "
+                          "call .clear_calls()", RuntimeWarning, stacklevel=3)
         return y
 
     def _recall(self, dy, finite=True, consume=True):

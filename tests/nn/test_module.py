@@ -556,3 +556,23 @@ def test_a_copied_module_is_independent_and_keeps_its_checks(clone):
     with pytest.raises(ValueError, match=r"params\['weight'\] of Linear must be float64"):
         twin[4].params["weight"] = np.ones((4, 4))
     assert twin[3].body is twin[3].shortcut  # sharing survives the copy
+
+
+def test_training_mode_forwards_without_backward_warn_once():
+    """Inference in training mode keeps every cache: the module says so (once) and how to fix
+    it; eval mode keeps one."""
+    import warnings as _warnings
+
+    from dynconv_np.nn import module as module_module
+    relu = ReLU()
+    x = np.ones((2, 3))
+    with pytest.warns(RuntimeWarning, match=r"ReLU holds 256 forward calls .* \.eval\(\)"):
+        for _ in range(module_module.PENDING_WARNING):
+            relu(x)
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("error")
+        relu(x)                    # once: no second warning
+        relu.eval()
+        for _ in range(3 * module_module.PENDING_WARNING):
+            relu(x)
+    assert len(relu._calls) == 1
