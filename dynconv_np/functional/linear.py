@@ -6,8 +6,14 @@ Shared:      y = x W^T + b             x (N, in), W (out, in), b (out,)
 
 Per sample:  y[n] = W_n x[n] + b_n     W (N, out, in), b (N, out)
     dx[n] = W_n^T dy[n],   dW_n = dy[n] x[n]^T,   db_n = dy[n]
+
+The shared products run with BLAS on one thread (``backends.blas_threads``): they are small
+(pooled features), and a multi-threaded BLAS between Numba's parallel kernels makes the two
+thread pools spin against each other.
 """
 import numpy as np
+
+from ..backends.blas_threads import single_threaded_blas
 
 from .._validation import (check_float_array, check_same_dtype, check_shape, check_upstream,
                            stage_cache)
@@ -55,7 +61,8 @@ def check_linear_args(x, weight, bias, x_name="x", weight_name="weight", bias_na
 
 
 def _linear_forward(x, weight, bias):
-    y = x @ weight.T
+    with single_threaded_blas():
+        y = x @ weight.T
     if bias is not None:
         y += bias
     return y, {"x": x, "weight": weight, "has_bias": bias is not None}
@@ -64,7 +71,8 @@ def _linear_forward(x, weight, bias):
 def _linear_backward(dy, cache):
     x, weight = cache["x"], cache["weight"]
     dbias = dy.sum(axis=0) if cache["has_bias"] else None
-    return dy @ weight, dy.T @ x, dbias
+    with single_threaded_blas():
+        return dy @ weight, dy.T @ x, dbias
 
 
 def _per_sample_linear_forward(x, weights, biases):

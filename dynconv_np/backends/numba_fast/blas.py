@@ -14,11 +14,11 @@ plain ``cblas_sgemm`` is not used: its integer width cannot be told from outside
 must reproduce a small product before it is used. When none is found (NumPy linked to another
 BLAS, say), ``cblas_gemm`` returns None and ``matmul`` falls back to ``np.dot``.
 
-BLAS runs single-threaded inside the kernels' ``prange`` loops (``single_threaded_blas``): a
-multi-threaded BLAS called from Numba's threads (or alternating with them) makes both thread
-pools spin against each other, which on a small machine is many times slower.
+BLAS runs single-threaded inside the kernels' ``prange`` loops (``single_threaded_blas``, from
+``backends/blas_threads.py``): a multi-threaded BLAS called from Numba's threads (or alternating
+with them) makes both thread pools spin against each other, which on a small machine is many
+times slower.
 """
-import contextlib
 import ctypes
 import functools
 import os
@@ -43,40 +43,6 @@ def ensure_available():
     except ImportError as error:
         raise ImportError("the 'numba' backend needs SciPy (Numba calls BLAS through it): "
                           "pip install scipy") from error
-
-
-_BLAS_LIBRARIES = []  # threadpoolctl's controllers of the loaded BLAS libraries
-
-
-@contextlib.contextmanager
-def single_threaded_blas():
-    """Context in which BLAS (NumPy's and SciPy's, which jitted code calls) uses one thread.
-
-    Uses threadpoolctl when it is installed; without it BLAS keeps its threads: results are the
-    same, but the GEMM kernels can run several times slower (see the module docstring). Sets
-    the thread counts through the library controllers directly: threadpoolctl's ``limit``
-    context costs a sizeable share of a small layer.
-    """
-    if not _BLAS_LIBRARIES:
-        try:
-            from threadpoolctl import ThreadpoolController
-        except ImportError:
-            _BLAS_LIBRARIES.append(())
-        else:
-            ensure_available()  # loads SciPy's BLAS, so that the controller sees it
-            _BLAS_LIBRARIES.append(tuple(ThreadpoolController().select(user_api="blas")
-                                         .lib_controllers))
-    libraries = _BLAS_LIBRARIES[0]
-    before = [library.get_num_threads() for library in libraries]
-    for library, threads in zip(libraries, before):
-        if threads != 1:
-            library.set_num_threads(1)
-    try:
-        yield
-    finally:
-        for library, threads in zip(libraries, before):
-            if threads != 1:
-                library.set_num_threads(threads)
 
 
 def _blas_library_paths():

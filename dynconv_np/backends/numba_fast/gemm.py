@@ -12,13 +12,14 @@ in cache, and multiplies it with one call of ``blas.matmul``:
 Every ``prange`` runs over units that own what they write: (sample, group, block of output
 rows) for y; (sample, group) for dx and for dW, which is written per sample even when the
 batch shares one kernel (Nw = 1): the caller sums those in sample order, so the result does not
-depend on the number of threads. The kernels run inside ``blas.single_threaded_blas``.
+depend on the number of threads. The kernels run inside ``blas_threads.single_threaded_blas``.
 """
 import numba
 import numpy as np
 from numba import njit, prange
 
-from .blas import cblas_gemm, matmul, single_threaded_blas
+from ..blas_threads import single_threaded_blas
+from .blas import cblas_gemm, matmul
 from .planes import image_onto_grid, pad_transfer, padded_batch, plane_geometry, thread_slots
 from .runs import copy_run, gather, scatter, zero
 

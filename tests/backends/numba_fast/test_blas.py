@@ -80,22 +80,3 @@ def test_numpys_own_blas_is_tried_first_whatever_order_threadpoolctl_gives(monke
     for order in (infos, infos[::-1]):
         monkeypatch.setattr(threadpoolctl, "threadpool_info", lambda order=order: order)
         assert blas._blas_library_paths() == [numpy_lib, "/opt/other/libblas.so"]
-
-
-def test_blas_runs_on_one_thread_inside_the_context_and_gets_its_threads_back():
-    """Inside ``single_threaded_blas`` every BLAS library threadpoolctl sees uses one thread;
-    afterwards each has its former count again (also when the body raises)."""
-    from threadpoolctl import threadpool_info
-
-    def counts():
-        return {info["filepath"]: info["num_threads"] for info in threadpool_info()
-                if info.get("user_api") == "blas"}
-
-    with blas.single_threaded_blas():  # loads SciPy's BLAS too, once
-        pass
-    before = counts()
-    with pytest.raises(RuntimeError):
-        with blas.single_threaded_blas():
-            assert set(counts().values()) == {1}
-            raise RuntimeError("body fails")
-    assert counts() == before
