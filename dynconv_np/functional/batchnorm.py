@@ -132,15 +132,19 @@ def _batchnorm2d_train_backward(dy, cache):
 
 
 def _batchnorm2d_eval_forward(x, weight, bias, running_mean, running_var, eps):
+    # y = scale_c x + shift_c, scale_c = gamma_c / sqrt(running_var_c + eps),
+    # shift_c = beta_c - running_mean_c scale_c: two passes over x (PyTorch's CPU inference
+    # folds the statistics the same way); xhat is formed only if a backward asks for dgamma
     inv_std = 1 / np.sqrt(running_var + x.dtype.type(eps))
-    xhat = (x - _per_channel(running_mean)) * _per_channel(inv_std)
-    y = _per_channel(weight) * xhat + _per_channel(bias)
-    return y, {"xhat": xhat, "inv_std": inv_std, "weight": weight}
+    scale = weight * inv_std
+    y = x * _per_channel(scale)
+    y += _per_channel(bias - running_mean * scale)
+    return y, {"x": x, "running_mean": running_mean.copy(), "inv_std": inv_std, "scale": scale}
 
 
 def _batchnorm2d_eval_backward(dy, cache):
-    dx = dy * _per_channel(cache["weight"] * cache["inv_std"])
-    return dx, np.sum(dy * cache["xhat"], axis=_AXES), dy.sum(axis=_AXES)
+    xhat = (cache["x"] - _per_channel(cache["running_mean"])) * _per_channel(cache["inv_std"])
+    return dy * _per_channel(cache["scale"]), np.sum(dy * xhat, axis=_AXES), dy.sum(axis=_AXES)
 
 
 def batchnorm_stage(params, eps, buffers=None):
