@@ -41,7 +41,7 @@ from .blas import ensure_available  # noqa: F401 (contract)
 from .reductions import (add_spatial_mean_grad, aggregate_backward,  # noqa: F401 (contract)
                          aggregate_forward, spatial_mean, spatial_sums)
 from .compiling import announces_compilation
-from .threads import threads_for
+from .threads import DIRECT_PARALLEL_FROM, PARALLEL_FROM, threads_for
 
 NAME = "numba"
 
@@ -54,7 +54,7 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups):
     stride, padding, dilation = tuple(stride), tuple(padding), tuple(dilation)
     y = np.empty((n, c_out, out_h, out_w), dtype=x.dtype)
     b = np.zeros((nw, c_out), x.dtype) if b is None else b
-    with threads_for(_multiply_adds(y, w)):
+    with threads_for(_multiply_adds(y, w), _parallel_from(w, y.shape)):
         if c_group == 1:
             depthwise.conv_forward(x, w, b, y, stride, padding, dilation)
         elif pointwise.applies(w.shape, stride, padding):
@@ -62,6 +62,12 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups):
         else:
             gemm.conv_forward(x, w, b, y, stride, padding, dilation, groups)
     return y
+
+
+def _parallel_from(w, y_shape):
+    """Multiply-adds from which a convolution runs on all threads (``threads.py``)."""
+    direct = w.shape[2] == 1 and depthwise.is_direct(y_shape)
+    return DIRECT_PARALLEL_FROM if direct else PARALLEL_FROM
 
 
 def _multiply_adds(y, w):
@@ -80,7 +86,7 @@ def conv2d_backward(dy, x, w, stride, padding, dilation, groups, has_bias):
         db = spatial_sums(dy)
         db = db.sum(axis=0, keepdims=True) if shared else db
     dx = np.empty_like(x)
-    with threads_for(2 * _multiply_adds(dy, w)):
+    with threads_for(2 * _multiply_adds(dy, w), _parallel_from(w, dy.shape)):
         if c_group == 1:
             dw = depthwise.conv_backward(dy, x, w, dx, stride, padding, dilation)
         elif pointwise.applies(w.shape, stride, padding):

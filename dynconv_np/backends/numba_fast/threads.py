@@ -12,9 +12,11 @@ import contextlib
 import numba
 
 # operations (measurements in dynconv_np/bench/README.md): convolutions count multiply-adds;
-# the memory-bound reductions (aggregation, plane sums) count elements and pay off sooner
+# the memory-bound reductions (aggregation, plane sums) count elements and pay off sooner, and
+# so do the depthwise direct loops on small maps (scalar code, about 1 ns a multiply-add)
 PARALLEL_FROM = 1 << 20
 REDUCTION_PARALLEL_FROM = 1 << 16
+DIRECT_PARALLEL_FROM = 1 << 14
 
 
 @contextlib.contextmanager
