@@ -285,10 +285,10 @@ for tau in (1e-3, 1e4):
 digits = load_digits().x_test
 measured = []                                       # (name, logits) per layer, at tau = 1
 for seed in range(2 if FAST else 5):
-    net = small_cnn(width=2, dynamic=True, temperature=1.0, backend="numpy", rng=seed)
+    net = small_cnn(width=2, dynamic=True, temperature=1.0, rng=seed)
     for index, pi in enumerate(collect_attention(net, digits)):
         measured.append((f"demo net, seed {seed}, layer {index + 1}", np.log(pi)))
-wide = Sequential(DynamicConv2d(64, 64, 3, padding=1, temperature=1.0, backend="numpy", rng=0))
+wide = Sequential(DynamicConv2d(64, 64, 3, padding=1, temperature=1.0, rng=0))
 x_wide = rng.standard_normal((256, 64, 8, 8)).astype(np.float32)
 measured.append(("64 channels, N(0, 1) input", np.log(collect_attention(wide, x_wide)[0])))
 

@@ -49,7 +49,7 @@ from dynconv_np.train.loop import minibatches
 from dynconv_np.train.optim import SGD
 
 FAST = os.environ.get("DYNCONV_TUTORIAL_FAST", "0") == "1"
-BACKEND = "numpy"   # tiny feature maps: NumPy is as fast as Numba here and compiles nothing
+BACKEND = "numba"   # the default; on tiny maps the engine runs each call on one thread
 K = 4               # kernels / experts for the variants that have them
 np.set_printoptions(precision=3, suppress=True)
 

@@ -3,13 +3,14 @@ defaults behind ``python -m dynconv_np demo`` (``train/demo.py`` says why each i
 from dataclasses import dataclass
 
 from .loop import TrainConfig
+from ..backends import DEFAULT_BACKEND
 from .schedules import ConstantTemperature, LinearTemperature
 from ..models.builder import check_variant
 from ..models.small import small_cnn
 
 DEFAULTS = dict(dataset="digits-mixed", epochs=20, seeds=10, width=2, num_kernels=4,
                 batch_size=32, lr=0.1, weight_decay=5e-4, tau_start=30.0, anneal_fraction=0.1,
-                backend="numpy", variant="dyconv")
+                backend=DEFAULT_BACKEND, variant="dyconv")
 VARIANT_NAMES = {"dyconv": "DyConv", "condconv": "CondConv", "odconv": "ODConv", "dcd": "DCD"}
 MONITOR_IMAGES = 256        # test images the per-epoch attention monitor looks at
 
