@@ -93,5 +93,6 @@ def conv2d_backward(dy, x, w, stride, padding, dilation, groups, has_bias):
             dw = pointwise.conv_backward(dy, x, w, dx, groups)
         else:
             dw = gemm.conv_backward(dy, x, w, dx, stride, padding, dilation, groups)
-    dw = dw.sum(axis=0, keepdims=True) if shared else dw  # per-sample dW, summed in order
+    if shared and dw.shape[0] > 1:
+        dw = dw.sum(axis=0, keepdims=True)  # per-sample dW, summed in order
     return dx, dw.reshape(w.shape), db

@@ -94,25 +94,35 @@ def cblas_gemm(dtype):
 
 
 @njit(cache=True)
-def matmul(gemm, a, transpose_a, b, transpose_b, c):
-    """c = op(a) @ op(b), op(m) = m.T if its flag is set, else m; c is overwritten.
+def _np_dot(a, transpose_a, b, transpose_b):
+    """op(a) @ op(b) through ``np.dot``, one call per layout (so each is typed contiguous)."""
+    if transpose_a and transpose_b:
+        return np.dot(a.T, b.T)
+    if transpose_a:
+        return np.dot(a.T, b)
+    if transpose_b:
+        return np.dot(a, b.T)
+    return np.dot(a, b)
+
+
+@njit(cache=True)
+def matmul(gemm, a, transpose_a, b, transpose_b, c, accumulate=False):
+    """c = op(a) @ op(b), or c += op(a) @ op(b) with ``accumulate``; op(m) = m.T if its flag is
+    set, else m.
 
     a, b and c are C-contiguous 2-D arrays of one dtype. ``gemm`` comes from ``cblas_gemm``;
     when it is None (no CBLAS found) the product goes through ``np.dot`` instead (the branch
     not taken is removed when compiling, since None has its own type).
     """
     if gemm is None:
-        if transpose_a and transpose_b:
-            np.dot(a.T, b.T, c)
-        elif transpose_a:
-            np.dot(a.T, b, c)
-        elif transpose_b:
-            np.dot(a, b.T, c)
+        product = _np_dot(a, transpose_a, b, transpose_b)
+        if accumulate:
+            c += product
         else:
-            np.dot(a, b, c)
+            c[...] = product
         return
     rows, cols = c.shape
     inner = a.shape[0] if transpose_a else a.shape[1]
     gemm(_ROW_MAJOR, _TRANS if transpose_a else _NO_TRANS, _TRANS if transpose_b else _NO_TRANS,
-         rows, cols, inner, 1.0, a.ctypes.data, a.shape[1], b.ctypes.data, b.shape[1], 0.0,
-         c.ctypes.data, cols)
+         rows, cols, inner, 1.0, a.ctypes.data, a.shape[1], b.ctypes.data, b.shape[1],
+         1.0 if accumulate else 0.0, c.ctypes.data, cols)

@@ -11,8 +11,11 @@ in cache, and multiplies it with one call of ``blas.matmul``:
 
 Every ``prange`` runs over units that own what they write: (sample, group, block of output
 rows) for y; (sample, group) for dx and for dW, which is written per sample even when the
-batch shares one kernel (Nw = 1): the caller sums those in sample order, so the result does not
-depend on the number of threads. The kernels run inside ``blas_threads.single_threaded_blas``.
+batch shares one kernel (Nw = 1): the caller sums those in sample order. Where such per-sample
+parts would outweigh dy and x (``planes.sums_batch_in_kernel``: small maps, many channels), a
+shared kernel's dW is instead summed by units of (group, block of output channels), each adding
+its samples' products in order. Either way the result does not depend on the number of threads.
+The kernels run inside ``blas_threads.single_threaded_blas``.
 """
 import numba
 import numpy as np
@@ -20,7 +23,8 @@ from numba import njit, prange
 
 from ..blas_threads import single_threaded_blas
 from .blas import cblas_gemm, matmul
-from .planes import image_onto_grid, pad_transfer, padded_batch, plane_geometry, thread_slots
+from .planes import (channels_per_unit, image_onto_grid, pad_transfer, padded_batch,
+                     plane_geometry, sums_batch_in_kernel, thread_slots)
 from .runs import copy_run, gather, scatter, zero
 
 # Grid positions per forward work unit, at most: the unit's im2col block (Cg*kh*kw x this)
@@ -90,8 +94,9 @@ def _forward(gemm, planes, w, b, y, cols_buf, prod_buf, taps, pitch, rows_per_bl
 
 @njit(cache=True, parallel=True)
 def _backward(gemm, dy, planes, w, dx, dw_slots, cols_buf, dy_buf, plane_buf, taps, pitch,
-              stride, padding):
-    """dx and dW of ``_forward``: two units per (sample, group), one for each.
+              stride, padding, weight_units):
+    """dx and dW of ``_forward``: two units per (sample, group), one for each (without
+    ``weight_units``: only the dx units; dW then comes from ``_batch_weight_grad``).
 
     Blocked by (sample, group), split into a weight-gradient and an input-gradient unit so
     that even one sample keeps two threads busy. A unit holds its (sample, group)'s whole
@@ -108,15 +113,16 @@ def _backward(gemm, dy, planes, w, dx, dw_slots, cols_buf, dy_buf, plane_buf, ta
     n_out, depth = w.shape[2], w.shape[3]
     out_h = dy.shape[3]
     positions = out_h * pitch
-    for unit in prange(2 * n_batch * n_groups):
-        n, g = unit // 2 // n_groups, unit // 2 % n_groups
+    kinds = 2 if weight_units else 1
+    for unit in prange(kinds * n_batch * n_groups):
+        n, g = unit // kinds // n_groups, unit // kinds % n_groups
         thread = numba.get_thread_id()
         wn = n if w.shape[0] > 1 else 0
         cols = cols_buf[thread, :depth * positions].reshape(depth, positions)
         dy_grid = dy_buf[thread, :n_out * positions].reshape(n_out, positions)
         for o in range(n_out):
             image_onto_grid(dy[n, g, o], dy_grid[o], pitch)
-        if unit % 2 == 0:
+        if unit % kinds == 1:
             _im2col(cols, planes[n, g], taps, np.uintp(0))
             matmul(gemm, dy_grid, False, cols, True, dw_slots[n, g])  # the unit owns dW[n, g]
         else:
@@ -128,6 +134,30 @@ def _backward(gemm, dy, planes, w, dx, dw_slots, cols_buf, dy_buf, plane_buf, ta
                 for tap in range(taps.size):
                     scatter(cols[c * taps.size + tap], flat, taps[tap])
                 pad_transfer(dx[n, g, c], plane, padding, pitch, stride, False)
+
+
+@njit(cache=True, parallel=True)
+def _batch_weight_grad(gemm, dy, planes, dw, cols_buf, dy_buf, taps, pitch, rows_per_block):
+    """dW[g, rows] = sum_n dy[n, g, rows] @ im2col(x[n, g])^T for a kernel shared by the batch:
+    one (group, block of ``rows_per_block`` output channels) per unit, adding the samples in
+    order (its im2col block and dy rows in the thread's scratch, as ``_backward``).
+    dy (N, G, Cog, Ho, Wo); planes (N, G, Cg, s0*s1*L); dw (G, Cog, Cg*kh*kw)."""
+    n_batch, n_groups = planes.shape[0], planes.shape[1]
+    n_out, depth = dw.shape[1], dw.shape[2]
+    positions = dy.shape[3] * pitch
+    n_blocks = (n_out + rows_per_block - 1) // rows_per_block
+    for unit in prange(n_groups * n_blocks):
+        g, block = unit // n_blocks, unit % n_blocks
+        o0 = block * rows_per_block
+        o1 = min(n_out, o0 + rows_per_block)
+        thread = numba.get_thread_id()
+        cols = cols_buf[thread, :depth * positions].reshape(depth, positions)
+        dy_grid = dy_buf[thread, :(o1 - o0) * positions].reshape(o1 - o0, positions)
+        for n in range(n_batch):
+            for o in range(o0, o1):
+                image_onto_grid(dy[n, g, o], dy_grid[o - o0], pitch)
+            _im2col(cols, planes[n, g], taps, np.uintp(0))
+            matmul(gemm, dy_grid, False, cols, True, dw[g, o0:o1], n > 0)
 
 
 def _rows_per_block(out_h, pitch, n_units):
@@ -156,22 +186,28 @@ def conv_forward(x, w, b, y, stride, padding, dilation, groups):
 
 
 def conv_backward(dy, x, w, dx, stride, padding, dilation, groups):
-    """dx (written into dx) and dW per sample (N, G, Cog, Cg*kh*kw): dW itself for per-sample
-    kernels; for a kernel shared by the batch, the caller sums it over axis 0."""
+    """dx (written into dx) and dW: per sample (N, G, Cog, Cg*kh*kw), which the caller sums for
+    a kernel shared by the batch, or already summed (1, G, Cog, Cg*kh*kw) where
+    ``planes.sums_batch_in_kernel`` says so."""
     n, c_out, out_h, out_w = dy.shape
     nw, _, c_group, kh, kw = w.shape
     phases, length, _ = plane_geometry(x.shape, kw, stride, padding, dilation)
     planes, taps, pitch = padded_batch(x, kh, kw, stride, padding, dilation)
     slots, positions = thread_slots(), out_h * pitch
     depth, c_out_group = c_group * kh * kw, c_out // groups
-    dw_parts = np.empty((n, groups, c_out_group, depth), x.dtype)
+    summed = sums_batch_in_kernel(nw, n, w.size, dy.size, x.size)
+    dw = np.empty((1 if summed else n, groups, c_out_group, depth), x.dtype)
     cols_buf = np.empty((slots, depth * positions), x.dtype)
     dy_buf = np.empty((slots, c_out_group * positions), x.dtype)
     plane_buf = np.empty((slots, c_group, phases, length), x.dtype)
+    gemm = cblas_gemm(x.dtype)
+    dy_units = dy.reshape(n, groups, c_out_group, out_h, out_w)
+    plane_units = planes.reshape((n, groups, c_group) + planes.shape[2:])
     with single_threaded_blas():
-        _backward(cblas_gemm(x.dtype), dy.reshape(n, groups, c_out_group, out_h, out_w),
-                  planes.reshape((n, groups, c_group) + planes.shape[2:]),
-                  w.reshape(nw, groups, c_out_group, depth),
-                  dx.reshape((n, groups, c_group) + x.shape[2:]), dw_parts, cols_buf, dy_buf,
-                  plane_buf, taps, pitch, stride, padding)
-    return dw_parts
+        _backward(gemm, dy_units, plane_units, w.reshape(nw, groups, c_out_group, depth),
+                  dx.reshape((n, groups, c_group) + x.shape[2:]), dw, cols_buf, dy_buf,
+                  plane_buf, taps, pitch, stride, padding, not summed)
+        if summed:
+            _batch_weight_grad(gemm, dy_units, plane_units, dw[0], cols_buf, dy_buf, taps, pitch,
+                               channels_per_unit(c_out_group, groups))
+    return dw

@@ -16,7 +16,8 @@ long, unit-stride, vectorised loop with no bounds tests (padding is real zeros).
 columns w >= W_out (Wq - W_out of every Wq) are computed and dropped in the forward pass; in the
 backward pass they hold zeros in dy, so they add nothing.
 
-Also here: how many per-thread scratch buffers a kernel allocates (``thread_slots``).
+Also here: how many per-thread scratch buffers a kernel allocates (``thread_slots``), and how
+the gradient of a kernel shared by the batch is summed (``sums_batch_in_kernel``).
 """
 import functools
 
@@ -30,6 +31,24 @@ from .runs import copy_run, zero
 def thread_slots():
     """How many per-thread scratch buffers a kernel needs (one per possible thread id)."""
     return numba.config.NUMBA_NUM_THREADS
+
+
+def channels_per_unit(n_channels, n_pairs):
+    """Output channels per work unit: all of them, unless there are fewer (sample or group)
+    pairs than two per thread; then blocks that make about that many units."""
+    blocks = min(n_channels, -(-2 * thread_slots() // n_pairs))
+    return -(-n_channels // blocks)
+
+
+def sums_batch_in_kernel(nw, n, kernel_size, dy_size, x_size):
+    """True when the gradient of a kernel shared by the batch (``nw`` = 1, ``n`` > 1 samples) is
+    summed over the samples inside the kernel: units of output channels, each adding its
+    samples in order. Else (per-sample kernels, or parts small next to the data) every sample's
+    gradient is a part of its own, written by a unit of its own and summed by the caller in
+    sample order: more units for the threads, but N kernels' worth of memory, which on small
+    maps with many channels (the last stages of CIFAR-sized networks) outweighs dy and x.
+    Either way the order of the sum does not depend on the number of threads."""
+    return nw == 1 and n > 1 and n * kernel_size > dy_size + x_size
 
 
 def plane_geometry(x_shape, kw, stride, padding, dilation):

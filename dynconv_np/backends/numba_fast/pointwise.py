@@ -11,8 +11,10 @@ P = H W, and y[n, g] (Cog, P) is already the product's layout, so (dilation play
 The layers of MobileNets are mostly of this kind. Work units own what they write: the forward
 splits the output channels of each (sample, group) into blocks when there are too few pairs to
 keep the threads busy (a block of rows of y[n, g] and of W[n, g] is still contiguous); the
-backward has a weight-gradient and an input-gradient unit per (sample, group), as ``gemm.py``,
-with dW written per sample and summed by the caller in sample order.
+backward has an input-gradient unit per (sample, group) and, as ``gemm.py``, either a
+weight-gradient unit per (sample, group), whose parts the caller sums in sample order, or, for
+a kernel shared by the batch on small maps (``planes.sums_batch_in_kernel``), units of output
+channels that add the samples' products in order.
 """
 import numba
 import numpy as np
@@ -20,7 +22,7 @@ from numba import njit, prange
 
 from ..blas_threads import single_threaded_blas
 from .blas import cblas_gemm, matmul
-from .planes import thread_slots
+from .planes import channels_per_unit, sums_batch_in_kernel
 
 
 def applies(w_shape, stride, padding):
@@ -52,24 +54,33 @@ def _forward(gemm, x, w, b, y, rows_per_block):
 
 
 @njit(cache=True, parallel=True)
-def _backward(gemm, dy, x, w, dx, dw_parts):
-    """dW per sample (dw_parts[n, g] = dy[n, g] @ x[n, g]^T) and dx[n, g] = W[n, g]^T @ dy[n, g]:
-    two units per (sample, group), one for each. dy (N, G, Cog, P); x, dx (N, G, Cg, P);
-    w (Nw, G, Cog, Cg); dw_parts (N, G, Cog, Cg)."""
+def _backward(gemm, dy, x, w, dx, dw_parts, weight_units):
+    """dx[n, g] = W[n, g]^T @ dy[n, g], one unit per (sample, group); with ``weight_units`` also
+    dW per sample, dw_parts[n, g] = dy[n, g] @ x[n, g]^T, one more unit per (sample, group).
+    dy (N, G, Cog, P); x, dx (N, G, Cg, P); w (Nw, G, Cog, Cg); dw_parts (N, G, Cog, Cg)."""
     n_batch, n_groups = dy.shape[0], dy.shape[1]
-    for unit in prange(2 * n_batch * n_groups):
-        n, g = unit // 2 // n_groups, unit // 2 % n_groups
-        if unit % 2 == 0:
+    kinds = 2 if weight_units else 1
+    for unit in prange(kinds * n_batch * n_groups):
+        n, g = unit // kinds // n_groups, unit // kinds % n_groups
+        if unit % kinds == 1:
             matmul(gemm, dy[n, g], False, x[n, g], True, dw_parts[n, g])
         else:
             matmul(gemm, w[n if w.shape[0] > 1 else 0, g], True, dy[n, g], False, dx[n, g])
 
 
-def _rows_per_block(n_out, n_units):
-    """Output channels per forward unit: all of them, unless there are fewer (sample, group)
-    pairs than two per thread; then blocks that make about that many units."""
-    blocks = min(n_out, -(-2 * thread_slots() // n_units))
-    return -(-n_out // blocks)
+@njit(cache=True, parallel=True)
+def _batch_weight_grad(gemm, dy, x, dw, rows_per_block):
+    """dW[g, rows] = sum_n dy[n, g, rows] @ x[n, g]^T, for a kernel shared by the batch: one
+    (group, block of ``rows_per_block`` output channels) per unit, adding the samples in order.
+    dy (N, G, Cog, P); x (N, G, Cg, P); dw (G, Cog, Cg)."""
+    n_batch, n_groups, n_out = dy.shape[0], dy.shape[1], dy.shape[2]
+    n_blocks = (n_out + rows_per_block - 1) // rows_per_block
+    for unit in prange(n_groups * n_blocks):
+        g, block = unit // n_blocks, unit % n_blocks
+        o0 = block * rows_per_block
+        o1 = min(n_out, o0 + rows_per_block)
+        for n in range(n_batch):
+            matmul(gemm, dy[n, g, o0:o1], False, x[n, g], True, dw[g, o0:o1], n > 0)
 
 
 def conv_forward(x, w, b, y, groups):
@@ -81,19 +92,25 @@ def conv_forward(x, w, b, y, groups):
         _forward(cblas_gemm(x.dtype), x.reshape(n, groups, c_group, height * width),
                  w.reshape(nw, groups, c_out_group, c_group), b.reshape(nw, groups, c_out_group),
                  y.reshape(n, groups, c_out_group, height * width),
-                 _rows_per_block(c_out_group, n * groups))
+                 channels_per_unit(c_out_group, n * groups))
 
 
 def conv_backward(dy, x, w, dx, groups):
-    """dx (written into dx) and dW per sample (N, G, Cog, Cg); for a kernel shared by the
-    batch, the caller sums dW over axis 0."""
+    """dx (written into dx) and dW: per sample (N, G, Cog, Cg), which the caller sums for a
+    kernel shared by the batch, or already summed (1, G, Cog, Cg) where
+    ``planes.sums_batch_in_kernel`` says so."""
     n, c_out, height, width = dy.shape
     nw, _, c_group = w.shape[:3]
     c_out_group = c_out // groups
-    dw_parts = np.empty((n, groups, c_out_group, c_group), x.dtype)
+    summed = sums_batch_in_kernel(nw, n, w.size, dy.size, x.size)
+    dw = np.empty((1 if summed else n, groups, c_out_group, c_group), x.dtype)
+    gemm = cblas_gemm(x.dtype)
+    dy_units = dy.reshape(n, groups, c_out_group, height * width)
+    x_units = x.reshape(n, groups, c_group, height * width)
     with single_threaded_blas():
-        _backward(cblas_gemm(x.dtype), dy.reshape(n, groups, c_out_group, height * width),
-                  x.reshape(n, groups, c_group, height * width),
-                  w.reshape(nw, groups, c_out_group, c_group),
-                  dx.reshape(n, groups, c_group, height * width), dw_parts)
-    return dw_parts
+        _backward(gemm, dy_units, x_units, w.reshape(nw, groups, c_out_group, c_group),
+                  dx.reshape(n, groups, c_group, height * width), dw, not summed)
+        if summed:
+            _batch_weight_grad(gemm, dy_units, x_units, dw[0],
+                               channels_per_unit(c_out_group, groups))
+    return dw

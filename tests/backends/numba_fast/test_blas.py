@@ -25,26 +25,30 @@ def test_a_cblas_gemm_is_found_where_numpy_ships_openblas(dtype):
 
 
 @given(rows=st.integers(1, 7), inner=st.integers(1, 7), cols=st.integers(1, 7),
-       transpose_a=st.booleans(), transpose_b=st.booleans(),
+       transpose_a=st.booleans(), transpose_b=st.booleans(), accumulate=st.booleans(),
        dtype=st.sampled_from(DTYPES), use_cblas=st.booleans(),
        seed=st.integers(0, 2**32 - 1))
 def test_matmul_matches_numpy_for_every_transpose(rows, inner, cols, transpose_a, transpose_b,
-                                                  dtype, use_cblas, seed):
-    """c = op(a) @ op(b) through CBLAS and through the np.dot fallback (gemm=None).
+                                                  accumulate, dtype, use_cblas, seed):
+    """c = op(a) @ op(b), or c += op(a) @ op(b), through CBLAS and through the np.dot fallback
+    (gemm=None).
 
-    Tolerance: a sum of `inner` products, ``checks.bound``.
+    Tolerance: a sum of `inner` products (and c's former value), ``checks.bound``.
     """
     rng = np.random.default_rng(seed)
     a = rng.standard_normal((inner, rows) if transpose_a else (rows, inner)).astype(dtype)
     b = rng.standard_normal((cols, inner) if transpose_b else (inner, cols)).astype(dtype)
-    c = np.full((rows, cols), np.nan, dtype)
+    before = rng.standard_normal((rows, cols)).astype(dtype) if accumulate else None
+    c = before.copy() if accumulate else np.full((rows, cols), np.nan, dtype)
     inputs = (a.copy(), b.copy())
     blas.matmul(blas.cblas_gemm(dtype) if use_cblas else None, a, transpose_a, b,
-                 transpose_b, c)
+                transpose_b, c, accumulate)
     op_a, op_b = (a.T if transpose_a else a), (b.T if transpose_b else b)
     want = op_a.astype(REFERENCE) @ op_b.astype(REFERENCE)
     scale = np.abs(op_a).astype(REFERENCE) @ np.abs(op_b).astype(REFERENCE)
-    assert_within_rounding(c, want, scale, inner, dtype, "c")
+    if accumulate:
+        want, scale = want + before.astype(REFERENCE), scale + np.abs(before).astype(REFERENCE)
+    assert_within_rounding(c, want, scale, inner + accumulate, dtype, "c")
     np.testing.assert_array_equal(a, inputs[0])
     np.testing.assert_array_equal(b, inputs[1])
 
