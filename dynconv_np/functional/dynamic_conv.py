@@ -5,6 +5,10 @@
     W_n    = sum_k pi[n, k] W_k,   b_n = sum_k pi[n, k] b_k      kernel aggregation (eq. 1)
     y[n]   = conv2d(x[n], W_n) + b_n                             per-sample convolution
 
+On maps of at most MIX_OUTPUTS_UP_TO output positions (not depthwise) the last two steps run
+associated the other way, y[n] = sum_k pi[n, k] conv2d(x[n], W_k) + b_n (``output_mixing.py``: the same
+function, cheaper there, and no per-sample kernels), on host backends.
+
 The backward pass walks the same path in reverse. x reaches the loss along two paths (through the
 convolution and through the attention branch), so its gradient is the sum of both:
 
@@ -21,10 +25,17 @@ from .aggregation import _aggregate_kernels_backward, _aggregate_kernels_forward
 from .attention import (ATTENTION_PARAMS, _attention_backward, _attention_forward,
                         attention_cache, check_attention_params)
 from .conv import _conv_backward, _conv_forward, check_conv_args, conv_geometry
+from .output_mixing import _mixed_outputs_backward, _mixed_outputs_forward
 from .pooling import _add_global_avg_pool_grad, _global_avg_pool_forward
 from .._validation import (check_finite_via, screened_backward, check_float_array, check_same_dtype,
                            check_shape, check_temperature, check_upstream, stage_cache)
-from ..backends import DEFAULT_BACKEND, check_placement, get_backend
+from ..backends import DEFAULT_BACKEND, check_placement, get_backend, runs_on_device
+from ..backends.geometry import conv_output_shape
+
+# Output positions (H_out W_out) up to which the layer mixes outputs instead of aggregating
+# kernels: measured on the layers of DY-MobileNetV2 x0.35 and DY-ResNet-10 x0.25 on 32 x 32
+# images (dynconv_np/bench/README.md)
+MIX_OUTPUTS_UP_TO = 4
 
 
 def dynamic_conv2d_forward(x, params, tau, stride=1, padding=0, dilation=1, groups=1,
@@ -93,11 +104,29 @@ def _dynamic_kernels(x, params, tau, module):
 
     This is the whole "attention over kernels" part of the layer, the stage the benchmark
     times against the convolution."""
-    pooled, pool_cache = _global_avg_pool_forward(x, module)
-    pi, attention_cache = _attention_stage(pooled, params, tau, module)
+    pi, pool_cache, attention_cache = _attention_over(x, params, tau, module)
     (w_n, b_n), aggregate_cache = _aggregate_kernels_forward(pi, params["weight"],
                                                              params.get("bias"), module)
     return w_n, b_n, pi, (pool_cache, attention_cache, aggregate_cache)
+
+
+def _attention_over(x, params, tau, module):
+    """pool -> attention: (pi, pool_cache, attention_cache)."""
+    pooled, pool_cache = _global_avg_pool_forward(x, module)
+    pi, attention_cache = _attention_stage(pooled, params, tau, module)
+    return pi, pool_cache, attention_cache
+
+
+def mixes_outputs(x_shape, weight_shape, geometry, module):
+    """True where the layer mixes outputs (see the module docstring): at most
+    MIX_OUTPUTS_UP_TO output positions, more than one input channel per group (a depthwise
+    kernel is so small that aggregating it costs less than K depthwise passes), on a host
+    backend."""
+    stride, padding, dilation, _ = geometry
+    out_h, out_w = conv_output_shape(x_shape, (1,) + tuple(weight_shape[1:]), stride, padding,
+                                     dilation)[2:]
+    return (out_h * out_w <= MIX_OUTPUTS_UP_TO and weight_shape[2] > 1
+            and not runs_on_device(module))
 
 
 def _attention_stage(pooled, params, tau, module):
@@ -122,18 +151,31 @@ def _attention_stage_backward(dpi, cache, module):
 
 
 def _dynamic_conv2d_forward(x, params, tau, geometry, module):
-    w_n, b_n, pi, kernel_caches = _dynamic_kernels(x, params, tau, module)
-    y, conv_cache = _conv_forward(x, w_n, b_n, geometry, module, per_sample=True)
-    pooled = kernel_caches[1]["pooled"]  # the attention cache keeps the pooled means
-    return y, {"pi": pi, "pooled": pooled, "backend": module,
-               "stages": kernel_caches + (conv_cache,)}
+    weight, bias = params["weight"], params.get("bias")
+    mixing = mixes_outputs(x.shape, weight.shape, geometry, module)
+    if mixing:
+        pi, pool_cache, attention_cache = _attention_over(x, params, tau, module)
+        y, mix_cache = _mixed_outputs_forward(x, pi, weight, bias, geometry, module)
+        stages = (pool_cache, attention_cache, mix_cache)
+    else:
+        w_n, b_n, pi, kernel_caches = _dynamic_kernels(x, params, tau, module)
+        y, conv_cache = _conv_forward(x, w_n, b_n, geometry, module, per_sample=True)
+        stages = kernel_caches + (conv_cache,)
+    pooled = stages[1]["pooled"]  # the attention cache keeps the pooled means
+    return y, {"pi": pi, "pooled": pooled, "backend": module, "mixed_outputs": mixing,
+               "stages": stages}
 
 
 def _dynamic_conv2d_backward(dy, cache):
-    """(dx, grads, db_n): db_n, the per-sample bias gradient, is returned for the screen."""
-    pool_cache, attention_cache, aggregate_cache, conv_cache = cache["stages"]
-    dx, dw_n, db_n = _conv_backward(dy, conv_cache)
-    dpi, dweight, dbias = _aggregate_kernels_backward(dw_n, db_n, aggregate_cache)
+    """(dx, grads, db_n): db_n, the per-sample bias gradient (or, mixing outputs, the sums of
+    dy over (h, w)), is returned for the screen."""
+    if cache["mixed_outputs"]:
+        pool_cache, attention_cache, mix_cache = cache["stages"]
+        dx, dpi, dweight, dbias, db_n = _mixed_outputs_backward(dy, mix_cache)
+    else:
+        pool_cache, attention_cache, aggregate_cache, conv_cache = cache["stages"]
+        dx, dw_n, db_n = _conv_backward(dy, conv_cache)
+        dpi, dweight, dbias = _aggregate_kernels_backward(dw_n, db_n, aggregate_cache)
     dpooled, grads = _attention_stage_backward(dpi, attention_cache, cache["backend"])
     dx = _add_global_avg_pool_grad(dx, dpooled, pool_cache)
     grads["weight"] = dweight

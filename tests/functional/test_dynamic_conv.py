@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 from dynconv_np import gradcheck
 from dynconv_np.backends import DEFAULT_BACKEND, get_backend
@@ -16,13 +16,15 @@ from dynconv_np.functional import (aggregate_kernels_forward, attention_forward,
                                    dynamic_conv2d_backward, dynamic_conv2d_forward,
                                    global_avg_pool_forward, per_sample_conv2d_forward)
 from dynconv_np.functional.attention import ATTENTION_PARAMS
+from dynconv_np.functional.conv import conv_geometry
 from dynconv_np.functional.dynamic_conv import (_attention_stage, _attention_stage_backward,
-                                                _dynamic_kernels)
+                                                _dynamic_kernels, mixes_outputs)
 
 from .checks import FakeDeviceArray, assert_upstream_checked
 from ..strategies import conv_configs, temperatures
 
 HOST_BACKENDS = ["numpy", "loops", "numba"]
+DTYPES = st.sampled_from([np.float32, np.float64])
 
 
 def _params(rng, c, k, hidden, dtype=np.float64, fc1_bias=True):
@@ -67,8 +69,22 @@ def test_backward_matches_finite_differences(config, k, hidden, tau, fc1_bias, s
     1e-6): y is linear in the kernels given pi, and pi is a softmax whose third derivative is
     O(|W2|^3 / tau^3); for tau >= 0.2 the truncation error eps^2 |L'''| stays below ~1e-9, and
     round-off is ~1e-16 |L| / eps ~ 1e-9 for |L| ~ 10 (gradcheck adds that floor to atol)."""
+    _check_gradients(config, k, hidden, tau, fc1_bias, seed)
+
+
+@given(config=conv_configs(), k=st.integers(1, 4), hidden=st.integers(1, 4), tau=temperatures,
+       fc1_bias=st.booleans(), seed=st.integers(0, 2**16))
+def test_backward_of_mixed_outputs_matches_finite_differences(config, k, hidden, tau, fc1_bias,
+                                                              seed):
+    """The same check on the configurations whose small maps make the layer mix outputs."""
+    _check_gradients(config, k, hidden, tau, fc1_bias, seed, mixed=True)
+
+
+def _check_gradients(config, k, hidden, tau, fc1_bias, seed, mixed=None):
     rng = np.random.default_rng(seed)
     inputs = {"x": _x(rng, config), **_params(rng, config, k, hidden, fc1_bias=fc1_bias)}
+    if mixed is not None:
+        assume(_mixes_outputs(config, inputs["x"], inputs) == mixed)
 
     def forward(x, **params):
         return dynamic_conv2d_forward(x, params, tau, **_geometry(config), backend="numpy")
@@ -81,13 +97,21 @@ def test_backward_matches_finite_differences(config, k, hidden, tau, fc1_bias, s
     assert {r.name for r in report.results} == set(inputs)
 
 
+def _mixes_outputs(config, x, params):
+    geometry = conv_geometry(config["stride"], config["padding"], config["dilation"],
+                             config["groups"])
+    return mixes_outputs(x.shape, params["weight"].shape, geometry, get_backend("numpy"))
+
+
 @settings(max_examples=10)
 @given(config=conv_configs(), k=st.integers(1, 4), tau=temperatures, seed=st.integers(0, 2**16))
 def test_forward_is_the_composition_of_the_public_stages(config, k, tau, seed):
     """pool -> attention -> aggregation -> per-sample convolution, each stage public: the
-    same operations in the same order, so the results are bitwise equal."""
+    same operations in the same order, so the results are bitwise equal (where the layer
+    aggregates kernels; small maps mix outputs, tested below)."""
     rng = np.random.default_rng(seed)
     x, params = _x(rng, config), _params(rng, config, k, 3)
+    assume(not _mixes_outputs(config, x, params))
     pooled, _ = global_avg_pool_forward(x, backend="numpy")
     pi, _ = attention_forward(pooled, *(params[name] for name in ATTENTION_PARAMS), tau)
     (w_n, b_n), _ = aggregate_kernels_forward(pi, params["weight"], params.get("bias"),
@@ -103,6 +127,37 @@ def test_forward_is_the_composition_of_the_public_stages(config, k, tau, seed):
         assert got_b is None
     else:
         np.testing.assert_array_equal(got_b, b_n)
+
+
+@given(config=conv_configs(), k=st.integers(1, 4), tau=temperatures, dtype=DTYPES,
+       backend=st.sampled_from(HOST_BACKENDS), seed=st.integers(0, 2**16))
+def test_mixing_outputs_on_small_maps_equals_aggregating_kernels(config, k, tau, dtype, backend,
+                                                                  seed):
+    """On maps of at most MIX_OUTPUTS_UP_TO positions (not depthwise) the layer computes
+    sum_k pi_k conv(x, W_k) + b_n instead of conv(x, sum_k pi_k W_k) + b_n: the same function.
+
+    Tolerance, derived: each route sums m = Cg kh kw products, K mixed terms and the K bias
+    terms (plus one addition), so each is within m eps |.| of the exact value, with
+    |.| = conv(|x|, sum_k pi_k |W_k|) + sum_k pi_k |b_k| (pi > 0), and the two routes within
+    twice that of each other."""
+    rng = np.random.default_rng(seed)
+    x, params = _x(rng, config, dtype), _params(rng, config, k, 3, dtype)
+    assume(_mixes_outputs(config, x, params))
+    y, cache = dynamic_conv2d_forward(x, params, tau, **_geometry(config), backend=backend)
+    assert cache["mixed_outputs"]
+    pi = cache["pi"]
+    (w_n, b_n), _ = aggregate_kernels_forward(pi, params["weight"], params.get("bias"),
+                                              backend="numpy")
+    aggregated, _ = per_sample_conv2d_forward(x, w_n, b_n, **_geometry(config), backend="numpy")
+    absolute = {name: np.abs(value) for name, value in params.items()}
+    (w_abs, b_abs), _ = aggregate_kernels_forward(pi, absolute["weight"], absolute.get("bias"),
+                                                  backend="numpy")
+    scale, _ = per_sample_conv2d_forward(np.abs(x), w_abs, b_abs, **_geometry(config),
+                                         backend="numpy")
+    c_group, kh, kw = params["weight"].shape[2:]
+    terms = c_group * kh * kw + 2 * k + 1
+    np.testing.assert_array_less(np.abs(y - aggregated),
+                                 2 * terms * np.finfo(dtype).eps * scale + np.finfo(dtype).tiny)
 
 
 @pytest.mark.parametrize("backend", ["numba", "loops"])
