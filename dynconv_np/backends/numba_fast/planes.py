@@ -33,10 +33,16 @@ def thread_slots():
     return numba.config.NUMBA_NUM_THREADS
 
 
+# Work units a kernel that splits output channels aims for: a fixed number (enough for 8
+# threads), not the thread count, so that every product, and its rounding, is the same
+# whatever the number of threads
+CHANNEL_UNITS = 16
+
+
 def channels_per_unit(n_channels, n_pairs):
     """Output channels per work unit: all of them, unless there are fewer (sample or group)
-    pairs than two per thread; then blocks that make about that many units."""
-    blocks = min(n_channels, -(-2 * thread_slots() // n_pairs))
+    pairs than CHANNEL_UNITS; then blocks that make about that many units."""
+    blocks = min(n_channels, -(-CHANNEL_UNITS // n_pairs))
     return -(-n_channels // blocks)
 
 
