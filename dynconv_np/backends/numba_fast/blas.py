@@ -95,7 +95,9 @@ def cblas_gemm(dtype):
 
 @njit(cache=True)
 def _np_dot(a, transpose_a, b, transpose_b):
-    """op(a) @ op(b) through ``np.dot``, one call per layout (so each is typed contiguous)."""
+    """op(a) @ op(b) through ``np.dot``, one call per layout (so each is typed contiguous);
+    blocks of columns are copied first."""
+    a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
     if transpose_a and transpose_b:
         return np.dot(a.T, b.T)
     if transpose_a:
@@ -110,7 +112,9 @@ def matmul(gemm, a, transpose_a, b, transpose_b, c, accumulate=False):
     """c = op(a) @ op(b), or c += op(a) @ op(b) with ``accumulate``; op(m) = m.T if its flag is
     set, else m.
 
-    a, b and c are C-contiguous 2-D arrays of one dtype. ``gemm`` comes from ``cblas_gemm``;
+    a, b and c are 2-D arrays of one dtype whose rows are contiguous (C-contiguous arrays, or
+    blocks of columns of them: the row pitch is read from the strides). ``gemm`` comes from
+    ``cblas_gemm``;
     when it is None (no CBLAS found) the product goes through ``np.dot`` instead (the branch
     not taken is removed when compiling, since None has its own type).
     """
@@ -124,5 +128,6 @@ def matmul(gemm, a, transpose_a, b, transpose_b, c, accumulate=False):
     rows, cols = c.shape
     inner = a.shape[0] if transpose_a else a.shape[1]
     gemm(_ROW_MAJOR, _TRANS if transpose_a else _NO_TRANS, _TRANS if transpose_b else _NO_TRANS,
-         rows, cols, inner, 1.0, a.ctypes.data, a.shape[1], b.ctypes.data, b.shape[1],
-         1.0 if accumulate else 0.0, c.ctypes.data, cols)
+         rows, cols, inner, 1.0, a.ctypes.data, a.strides[0] // a.itemsize, b.ctypes.data,
+         b.strides[0] // b.itemsize, 1.0 if accumulate else 0.0, c.ctypes.data,
+         c.strides[0] // c.itemsize)

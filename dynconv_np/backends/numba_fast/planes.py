@@ -33,17 +33,28 @@ def thread_slots():
     return numba.config.NUMBA_NUM_THREADS
 
 
-# Work units a kernel that splits output channels aims for: a fixed number (enough for 8
-# threads), not the thread count, so that every product, and its rounding, is the same
-# whatever the number of threads
-CHANNEL_UNITS = 16
+# Work units a kernel that splits output channels or positions aims for: a fixed number
+# (enough for 8 threads), not the thread count, so that every product, and its rounding, is
+# the same whatever the number of threads
+WORK_UNITS = 16
 
 
 def channels_per_unit(n_channels, n_pairs):
     """Output channels per work unit: all of them, unless there are fewer (sample or group)
-    pairs than CHANNEL_UNITS; then blocks that make about that many units."""
-    blocks = min(n_channels, -(-CHANNEL_UNITS // n_pairs))
+    pairs than WORK_UNITS; then blocks that make about that many units."""
+    blocks = min(n_channels, -(-WORK_UNITS // n_pairs))
     return -(-n_channels // blocks)
+
+
+def block_shape(n_rows, n_columns, n_pairs, fewest_rows=16, fewest_columns=256):
+    """(rows, columns) per work unit of a product (n_rows, n_columns) per (sample, group): the
+    whole product, unless there are fewer pairs than WORK_UNITS; then blocks of rows, and then
+    of columns, that make about that many units, of at least ``fewest_rows`` rows and
+    ``fewest_columns`` columns (narrower products run below BLAS's speed)."""
+    wanted = -(-WORK_UNITS // n_pairs)
+    row_blocks = max(1, min(wanted, n_rows // fewest_rows))
+    column_blocks = max(1, min(-(-wanted // row_blocks), n_columns // fewest_columns))
+    return -(-n_rows // row_blocks), -(-n_columns // column_blocks)
 
 
 def sums_batch_in_kernel(nw, n, kernel_size, dy_size, x_size):

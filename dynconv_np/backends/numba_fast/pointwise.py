@@ -9,8 +9,9 @@ P = H W, and y[n, g] (Cog, P) is already the product's layout, so (dilation play
     dx[n, g] = W[n, g]^T @ dy[n, g]
 
 The layers of MobileNets are mostly of this kind. Work units own what they write: the forward
-splits the output channels of each (sample, group) into blocks when there are too few pairs to
-keep the threads busy (a block of rows of y[n, g] and of W[n, g] is still contiguous); the
+splits each (sample, group) into blocks of output channels and of positions when there are too
+few pairs to keep the threads busy (``planes.block_shape``; a block of columns of x[n, g] and
+y[n, g] is read with its row pitch); the
 backward has an input-gradient unit per (sample, group) and, as ``gemm.py``, either a
 weight-gradient unit per (sample, group), whose parts the caller sums in sample order, or, for
 a kernel shared by the batch on small maps (``planes.sums_batch_in_kernel``), units of output
@@ -22,7 +23,7 @@ from numba import njit, prange
 
 from ..blas_threads import single_threaded_blas
 from .blas import cblas_gemm, matmul
-from .planes import channels_per_unit, sums_batch_in_kernel
+from .planes import block_shape, channels_per_unit, sums_batch_in_kernel
 
 
 def applies(w_shape, stride, padding):
@@ -33,24 +34,28 @@ def applies(w_shape, stride, padding):
 
 
 @njit(cache=True, parallel=True)
-def _forward(gemm, x, w, b, y, rows_per_block):
-    """y[n, g, rows] = W[n, g, rows] @ x[n, g] + b[n, g, rows], one (sample, group, block of
-    ``rows_per_block`` output channels) per unit. x (N, G, Cg, P); w (Nw, G, Cog, Cg);
+def _forward(gemm, x, w, b, y, rows_per_block, columns_per_block):
+    """y[n, g, rows, cols] = W[n, g, rows] @ x[n, g, :, cols] + b[n, g, rows], one (sample,
+    group, block of rows, block of columns) per unit. x (N, G, Cg, P); w (Nw, G, Cog, Cg);
     b (Nw, G, Cog); y (N, G, Cog, P)."""
-    n_batch, n_groups, n_out = y.shape[0], y.shape[1], y.shape[2]
-    n_blocks = (n_out + rows_per_block - 1) // rows_per_block
-    for unit in prange(n_batch * n_groups * n_blocks):
-        n, rest = unit // (n_groups * n_blocks), unit % (n_groups * n_blocks)
-        g, block = rest // n_blocks, rest % n_blocks
+    n_batch, n_groups, n_out, positions = y.shape
+    row_blocks = (n_out + rows_per_block - 1) // rows_per_block
+    column_blocks = (positions + columns_per_block - 1) // columns_per_block
+    blocks = row_blocks * column_blocks
+    for unit in prange(n_batch * n_groups * blocks):
+        n, rest = unit // (n_groups * blocks), unit % (n_groups * blocks)
+        g, block = rest // blocks, rest % blocks
         wn = n if w.shape[0] > 1 else 0
-        o0 = block * rows_per_block
+        o0 = block // column_blocks * rows_per_block
         o1 = min(n_out, o0 + rows_per_block)
-        out = y[n, g, o0:o1]
-        matmul(gemm, w[wn, g, o0:o1], False, x[n, g], False, out)
+        p0 = block % column_blocks * columns_per_block
+        p1 = min(positions, p0 + columns_per_block)
+        out = y[n, g, o0:o1, p0:p1]
+        matmul(gemm, w[wn, g, o0:o1], False, x[n, g, :, p0:p1], False, out)
         for o in range(o1 - o0):
-            bias, row = b[wn, g, o0 + o], out[o]
-            for p in range(row.size):
-                row[p] += bias
+            bias = b[wn, g, o0 + o]
+            for p in range(p1 - p0):
+                out[o, p] += bias
 
 
 @njit(cache=True, parallel=True)
@@ -92,7 +97,7 @@ def conv_forward(x, w, b, y, groups):
         _forward(cblas_gemm(x.dtype), x.reshape(n, groups, c_group, height * width),
                  w.reshape(nw, groups, c_out_group, c_group), b.reshape(nw, groups, c_out_group),
                  y.reshape(n, groups, c_out_group, height * width),
-                 channels_per_unit(c_out_group, n * groups))
+                 *block_shape(c_out_group, height * width, n * groups))
 
 
 def conv_backward(dy, x, w, dx, groups):

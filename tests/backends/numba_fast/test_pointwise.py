@@ -77,3 +77,36 @@ def test_shared_kernel_gradient_summed_in_the_kernel_matches_reference(c, dtype,
     x_size = c["n"] * c["in_channels"] * c["size"][0] * c["size"][1]
     assume(planes.sums_batch_in_kernel(1, c["n"], w_size, dy_size, x_size))
     check_conv(numba_fast, c, False, dtype, seed)
+
+
+@st.composite
+def single_large_image_configs(draw):
+    """One or two large images with many output channels: the forward splits each (sample,
+    group) into blocks of output channels and of positions (``planes.block_shape``), with
+    shorter last blocks."""
+    return dict(n=draw(st.integers(1, 2)), in_channels=draw(st.integers(2, 4)),
+                out_channels=draw(st.integers(32, 40)), kernel=(1, 1), stride=(1, 1),
+                padding=(0, 0), dilation=(1, 1), groups=1,
+                size=(draw(st.integers(23, 40)), draw(st.integers(23, 40))),
+                bias=draw(st.booleans()))
+
+
+@settings(max_examples=10)
+@given(c=single_large_image_configs(), per_sample=st.booleans(), dtype=DTYPES,
+       seed=st.integers(0, 2**32 - 1))
+def test_conv2d_matches_reference_on_blocks_of_rows_and_columns(c, per_sample, dtype, seed):
+    rows, columns = planes.block_shape(c["out_channels"], c["size"][0] * c["size"][1], c["n"])
+    assert rows < c["out_channels"] and columns < c["size"][0] * c["size"][1]
+    check_conv(numba_fast, c, per_sample, dtype, seed)
+
+
+@settings(max_examples=5)
+@given(c=single_large_image_configs(), dtype=DTYPES, seed=st.integers(0, 2**32 - 1))
+def test_blocks_of_columns_without_cblas_use_np_dot(c, dtype, seed):
+    """The np.dot fallback on blocks of columns (copied contiguous first)."""
+    original = blas.cblas_gemm
+    pointwise.cblas_gemm = lambda dtype: None
+    try:
+        check_conv(numba_fast, c, True, dtype, seed)
+    finally:
+        pointwise.cblas_gemm = original
