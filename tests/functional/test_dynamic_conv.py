@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 from dynconv_np import gradcheck
 from dynconv_np.backends import DEFAULT_BACKEND, get_backend
@@ -72,8 +72,14 @@ def test_backward_matches_finite_differences(config, k, hidden, tau, fc1_bias, s
     _check_gradients(config, k, hidden, tau, fc1_bias, seed)
 
 
-@given(config=conv_configs(), k=st.integers(1, 4), hidden=st.integers(1, 4), tau=temperatures,
-       fc1_bias=st.booleans(), seed=st.integers(0, 2**16))
+# conv_configs draws every kind of convolution; about 40 % of these mix outputs (small maps,
+# not depthwise), and the rest are filtered out
+FEW_MIX_OUTPUTS = settings(suppress_health_check=[HealthCheck.filter_too_much])
+
+
+@FEW_MIX_OUTPUTS
+@given(config=conv_configs(max_extra_side=1), k=st.integers(1, 4), hidden=st.integers(1, 4),
+       tau=temperatures, fc1_bias=st.booleans(), seed=st.integers(0, 2**16))
 def test_backward_of_mixed_outputs_matches_finite_differences(config, k, hidden, tau, fc1_bias,
                                                               seed):
     """The same check on the configurations whose small maps make the layer mix outputs."""
@@ -129,8 +135,9 @@ def test_forward_is_the_composition_of_the_public_stages(config, k, tau, seed):
         np.testing.assert_array_equal(got_b, b_n)
 
 
-@given(config=conv_configs(), k=st.integers(1, 4), tau=temperatures, dtype=DTYPES,
-       backend=st.sampled_from(HOST_BACKENDS), seed=st.integers(0, 2**16))
+@FEW_MIX_OUTPUTS
+@given(config=conv_configs(max_extra_side=1), k=st.integers(1, 4), tau=temperatures,
+       dtype=DTYPES, backend=st.sampled_from(HOST_BACKENDS), seed=st.integers(0, 2**16))
 def test_mixing_outputs_on_small_maps_equals_aggregating_kernels(config, k, tau, dtype, backend,
                                                                   seed):
     """On maps of at most MIX_OUTPUTS_UP_TO positions (not depthwise) the layer computes

@@ -18,6 +18,8 @@ tiled and fused. The map, bottom up:
                    per-thread scratch that stays in cache, one gemm per work unit.
 ``pointwise.py``   1 x 1 convolution (stride 1, no padding): one gemm per unit straight on
                    the images (they are already their im2col matrices).
+``batched.py``     a kernel shared by the batch on small maps: the samples' exact im2col
+                   columns side by side, one product over the whole batch.
 ``depthwise.py``   depthwise convolution (C_in/groups = 1, any channel multiplier): direct
                    loops over tap runs (a gemm's inner dimension would be only kh*kw), the
                    padding fused into each work unit, dx and dW in one fused backward pass.
@@ -35,7 +37,7 @@ first use; ``cache=True`` keeps the machine code on disk for the next process.
 import numpy as np
 
 from ..geometry import conv_output_shape
-from . import depthwise, gemm, pointwise
+from . import batched, depthwise, gemm, pointwise
 from .attention import attention_backward, attention_forward  # noqa: F401 (contract)
 from .blas import ensure_available  # noqa: F401 (contract)
 from .reductions import (add_spatial_mean_grad, aggregate_backward,  # noqa: F401 (contract)
@@ -57,6 +59,8 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups):
     with threads_for(_multiply_adds(y, w), _parallel_from(w, y.shape)):
         if c_group == 1:
             depthwise.conv_forward(x, w, b, y, stride, padding, dilation)
+        elif batched.applies(n, w.shape, out_h * out_w):
+            batched.conv_forward(x, w, b, y, stride, padding, dilation, groups)
         elif pointwise.applies(w.shape, stride, padding):
             pointwise.conv_forward(x, w, b, y, groups)
         else:
@@ -89,6 +93,8 @@ def conv2d_backward(dy, x, w, stride, padding, dilation, groups, has_bias):
     with threads_for(2 * _multiply_adds(dy, w), _parallel_from(w, dy.shape)):
         if c_group == 1:
             dw = depthwise.conv_backward(dy, x, w, dx, stride, padding, dilation)
+        elif batched.applies(n, w.shape, dy.shape[2] * dy.shape[3]):
+            dw = batched.conv_backward(dy, x, w, dx, stride, padding, dilation, groups)
         elif pointwise.applies(w.shape, stride, padding):
             dw = pointwise.conv_backward(dy, x, w, dx, groups)
         else:

@@ -128,6 +128,12 @@ def matmul(gemm, a, transpose_a, b, transpose_b, c, accumulate=False):
     rows, cols = c.shape
     inner = a.shape[0] if transpose_a else a.shape[1]
     gemm(_ROW_MAJOR, _TRANS if transpose_a else _NO_TRANS, _TRANS if transpose_b else _NO_TRANS,
-         rows, cols, inner, 1.0, a.ctypes.data, a.strides[0] // a.itemsize, b.ctypes.data,
-         b.strides[0] // b.itemsize, 1.0 if accumulate else 0.0, c.ctypes.data,
-         c.strides[0] // c.itemsize)
+         rows, cols, inner, 1.0, a.ctypes.data, _pitch(a), b.ctypes.data, _pitch(b),
+         1.0 if accumulate else 0.0, c.ctypes.data, _pitch(c))
+
+
+@njit(cache=True)
+def _pitch(m):
+    """The row pitch of a 2-D array with contiguous rows, in elements. A single row's stride
+    means nothing (NumPy leaves any value on axes of length 1, 0 included): its width then."""
+    return m.strides[0] // m.itemsize if m.shape[0] > 1 else max(1, m.shape[1])

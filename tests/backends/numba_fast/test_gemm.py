@@ -4,7 +4,7 @@ maps), and both product orientations."""
 from hypothesis import assume, given, strategies as st
 
 from dynconv_np.backends import numba_fast
-from dynconv_np.backends.numba_fast import gemm, planes
+from dynconv_np.backends.numba_fast import batched, gemm, planes
 
 from .checks import DTYPES, check_conv, large_image_configs
 
@@ -39,23 +39,23 @@ def test_conv2d_matches_reference_with_wide_output_groups(c, per_sample, dtype, 
 
 @st.composite
 def small_map_shared_configs(draw):
-    """Shared 3 x 3 kernels on maps of 1-3 pixels with many channels (the last stage of a
-    CIFAR-sized ResNet): the weight gradient is summed over the batch inside the kernel
+    """Shared 3 x 3 kernels with many channels on maps just larger than the batched path takes
+    (``batched.BATCHED_UP_TO``): the weight gradient is summed over the batch inside the kernel
     (``planes.sums_batch_in_kernel``), by blocks of output channels."""
     groups = draw(st.sampled_from([1, 2]))
-    return dict(n=draw(st.integers(2, 6)), in_channels=groups * draw(st.integers(4, 8)),
-                out_channels=groups * draw(st.integers(5, 12)), kernel=(3, 3),
-                stride=(draw(st.integers(1, 2)), 1), padding=(1, 1), dilation=(1, 1),
-                groups=groups, size=(draw(st.integers(1, 3)), draw(st.integers(1, 3))),
+    return dict(n=draw(st.integers(2, 4)), in_channels=groups * draw(st.integers(8, 12)),
+                out_channels=groups * draw(st.integers(12, 20)), kernel=(3, 3),
+                stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=groups,
+                size=(draw(st.integers(4, 6)), draw(st.integers(5, 6))),
                 bias=draw(st.booleans()))
 
 
 @given(c=small_map_shared_configs(), dtype=DTYPES, seed=st.integers(0, 2**32 - 1))
 def test_shared_kernel_gradient_summed_in_the_kernel_matches_reference(c, dtype, seed):
     c_group = c["in_channels"] // c["groups"]
-    out = [(s + 2 - 3) // st_ + 1 for s, st_ in zip(c["size"], c["stride"])]
+    positions = c["size"][0] * c["size"][1]
     w_size = c["out_channels"] * c_group * 9
-    dy_size = c["n"] * c["out_channels"] * out[0] * out[1]
-    x_size = c["n"] * c["in_channels"] * c["size"][0] * c["size"][1]
-    assume(planes.sums_batch_in_kernel(1, c["n"], w_size, dy_size, x_size))
+    assume(planes.sums_batch_in_kernel(1, c["n"], w_size, c["n"] * c["out_channels"] * positions,
+                                       c["n"] * c["in_channels"] * positions))
+    assert not batched.applies(c["n"], (1, c["out_channels"], c_group, 3, 3), positions)
     check_conv(numba_fast, c, False, dtype, seed)

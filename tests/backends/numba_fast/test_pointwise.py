@@ -7,7 +7,7 @@ import pytest
 from hypothesis import assume, given, settings, strategies as st
 
 from dynconv_np.backends import numba_fast
-from dynconv_np.backends.numba_fast import blas, planes, pointwise
+from dynconv_np.backends.numba_fast import batched, blas, planes, pointwise
 
 from .checks import DTYPES, check_conv
 
@@ -60,22 +60,24 @@ def test_pointwise_path_is_taken_exactly_for_unpadded_unit_stride_1x1(shape, str
 
 @st.composite
 def small_map_shared_configs(draw):
-    """Shared kernels on small maps with many channels: the weight gradient is summed over the
-    batch inside the kernel (``planes.sums_batch_in_kernel``), by blocks of output channels."""
+    """Shared kernels with many channels on maps just larger than the batched path takes
+    (``batched.BATCHED_UP_TO``): the weight gradient is summed over the batch inside the kernel
+    (``planes.sums_batch_in_kernel``), by blocks of output channels."""
     groups = draw(st.sampled_from([1, 2]))
-    return dict(n=draw(st.integers(2, 6)), in_channels=groups * draw(st.integers(6, 12)),
-                out_channels=groups * draw(st.integers(5, 16)), kernel=(1, 1), stride=(1, 1),
+    return dict(n=draw(st.integers(2, 4)), in_channels=groups * draw(st.integers(56, 64)),
+                out_channels=groups * draw(st.integers(56, 64)), kernel=(1, 1), stride=(1, 1),
                 padding=(0, 0), dilation=(1, 1), groups=groups,
-                size=(draw(st.integers(1, 2)), draw(st.integers(1, 2))), bias=draw(st.booleans()))
+                size=(draw(st.integers(17, 20)), 1), bias=draw(st.booleans()))
 
 
 @given(c=small_map_shared_configs(), dtype=DTYPES, seed=st.integers(0, 2**32 - 1))
 def test_shared_kernel_gradient_summed_in_the_kernel_matches_reference(c, dtype, seed):
     c_group = c["in_channels"] // c["groups"]
+    positions = c["size"][0] * c["size"][1]
     w_size = c["out_channels"] * c_group
-    dy_size = c["n"] * c["out_channels"] * c["size"][0] * c["size"][1]
-    x_size = c["n"] * c["in_channels"] * c["size"][0] * c["size"][1]
-    assume(planes.sums_batch_in_kernel(1, c["n"], w_size, dy_size, x_size))
+    assume(planes.sums_batch_in_kernel(1, c["n"], w_size, c["n"] * c["out_channels"] * positions,
+                                       c["n"] * c["in_channels"] * positions))
+    assert not batched.applies(c["n"], (1, c["out_channels"], c_group, 1, 1), positions)
     check_conv(numba_fast, c, False, dtype, seed)
 
 
