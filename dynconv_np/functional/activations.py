@@ -75,20 +75,29 @@ def _checked_forward(stage, forward, x):
 
 
 # -- the unchecked implementations (compositions and layers call these) --------------------
-def _relu_forward(x):
-    return np.maximum(x, 0), {"mask": x > 0}
+# ReLU and ReLU6 keep the mask of x where their gradient is 1 (a byte per element); with
+# mask=False (inference, where a backward is rare) they keep x instead and the backward forms
+# the mask from it: one pass over x in the forward instead of three or four.
+def _relu_forward(x, mask=True):
+    return np.maximum(x, 0), ({"mask": x > 0} if mask else {"x": x})
 
 
 def _relu_backward(dy, cache):
-    return np.where(cache["mask"], dy, 0).astype(dy.dtype, copy=False)
+    mask = cache["mask"] if "mask" in cache else cache["x"] > 0
+    return np.where(mask, dy, 0).astype(dy.dtype, copy=False)
 
 
-def _relu6_forward(x):
-    return np.clip(x, 0, 6), {"mask": (x > 0) & (x < 6)}
+def _relu6_forward(x, mask=True):
+    return np.clip(x, 0, 6), ({"mask": _relu6_mask(x)} if mask else {"x": x})
+
+
+def _relu6_mask(x):
+    return (x > 0) & (x < 6)
 
 
 def _relu6_backward(dy, cache):
-    return np.where(cache["mask"], dy, 0).astype(dy.dtype, copy=False)
+    mask = cache["mask"] if "mask" in cache else _relu6_mask(cache["x"])
+    return np.where(mask, dy, 0).astype(dy.dtype, copy=False)
 
 
 def _hardsigmoid_forward(x):

@@ -12,12 +12,17 @@ from ..functional.activations import (_hardsigmoid_backward, _hardsigmoid_forwar
 
 
 class _Elementwise(Module):
-    """y = f(x) element-wise; subclasses name the functional pair (``_forward``, ``_backward``)."""
+    """y = f(x) element-wise; subclasses name the functional pair (``_forward``, ``_backward``).
+    ``_mask_option``: the forward takes ``mask=False`` in eval mode (keep x, form the mask of
+    the gradient only if a backward comes)."""
 
     _forward = _backward = None
+    _mask_option = False
 
     def forward(self, x):
         check_float_array(x, "x", host=True)
+        if self._mask_option and not self.training:
+            return self._remember(*type(self)._forward(x, mask=False))
         return self._remember(*type(self)._forward(x))
 
     def backward(self, dy):
@@ -29,12 +34,12 @@ class _Elementwise(Module):
 
 class ReLU(_Elementwise):
     """y = max(x, 0)."""
-    _forward, _backward = _relu_forward, _relu_backward
+    _forward, _backward, _mask_option = _relu_forward, _relu_backward, True
 
 
 class ReLU6(_Elementwise):
     """y = min(max(x, 0), 6) (MobileNetV2)."""
-    _forward, _backward = _relu6_forward, _relu6_backward
+    _forward, _backward, _mask_option = _relu6_forward, _relu6_backward, True
 
 
 class HardSigmoid(_Elementwise):

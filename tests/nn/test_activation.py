@@ -19,12 +19,15 @@ def test_backward_matches_finite_differences(name, shape, seed):
     gradcheck(LAYERS[name](), x)  # tolerances: see tests/functional/test_activations.py
 
 
+@pytest.mark.parametrize("mode", ["train", "eval"])
 @pytest.mark.parametrize("name", sorted(LAYERS))
-def test_layer_is_its_functional_pair(name):
+def test_layer_is_its_functional_pair(name, mode):
+    """In both modes (in eval mode ReLU and ReLU6 keep x and form their mask in backward):
+    bitwise the functional pair, kinks (x = 0, 6, -3, 3) included."""
     forward, backward, _ = PAIRS[name]
     x = np.linspace(-7, 7, 29)
     dy = np.random.default_rng(0).standard_normal(29)
-    layer = LAYERS[name]()
+    layer = LAYERS[name]().train(mode == "train")
     y_expected, cache = forward(x)
     np.testing.assert_array_equal(layer.forward(x), y_expected)
     np.testing.assert_array_equal(layer.backward(dy), backward(dy, cache))
