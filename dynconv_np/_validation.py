@@ -241,6 +241,17 @@ def check_finite_via(a, name, reduced, reduction):
                      f"overflows {np.dtype(a.dtype)})")
 
 
+def check_finite_through(a, name, derived, what):
+    """ValueError unless ``a`` is finite, judged by ``derived``, a smaller array computed from
+    it (``what``, e.g. "the per-sample kernels W_n = pi W") in which any NaN or inf of ``a``
+    shows as a NaN or inf. Only a non-finite ``derived`` costs a search of ``a``, which names
+    the first bad element; a finite ``a`` whose ``derived`` overflowed is rejected too."""
+    if np.isfinite(derived).all():
+        return
+    check_finite(a, name)
+    raise ValueError(f"{name} is finite, but {what} overflows {np.dtype(a.dtype)}")
+
+
 def screened_backward(backward, dy, cache, reduction="sum"):
     """``backward(dy, cache)``, whose last result is a reduction of dy that the pass makes anyway
     (the bias gradient db_n: per-plane sums; or None), with dy screened for NaN/inf through it

@@ -77,6 +77,20 @@ def test_check_finite_via_screens_through_the_reduction_and_names_the_element():
         v.check_finite_via(huge, "dy", sums, "sum")
 
 
+def test_check_finite_through_judges_by_the_derived_array_and_names_the_element():
+    weight = np.ones((3, 2, 2), np.float32)
+    v.check_finite_through(weight, "weight", weight.sum(axis=0), "the mix")
+    weight[2, 1, 0] = -np.inf
+    with pytest.raises(ValueError, match=r"weight contains 1 non-finite value\(s\); the first "
+                                         r"is -inf at index \(2, 1, 0\)"):
+        v.check_finite_through(weight, "weight", weight.sum(axis=0), "the mix")
+    huge = np.full((2, 2), np.finfo(np.float32).max, np.float32)  # finite, its sum overflows
+    with np.errstate(over="ignore"):
+        mixed = huge.sum(axis=0)
+    with pytest.raises(ValueError, match=r"weight is finite, but the mix overflows float32"):
+        v.check_finite_through(huge, "weight", mixed, "the mix")
+
+
 def test_check_upstream_compares_with_the_forward_outputs():
     y = np.zeros((2, 3), np.float32)
     cache = v.stage_cache("relu", {}, y, None)

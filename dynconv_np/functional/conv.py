@@ -37,14 +37,15 @@ def check_conv_channels(in_channels, out_channels, groups):
             raise ValueError(f"groups={groups} must divide {name}; received {name}={count}")
 
 
-def check_conv_args(x, weight, bias, geometry, per_sample, finite=True):
+def check_conv_args(x, weight, bias, geometry, per_sample, finite=True, finite_weight=True):
     """Validate a convolution's arrays against each other and the geometry: x (N, C_in, H, W),
     weight ([N,] C_out, C_in/groups, kh, kw), bias ([N,] C_out) or None; one float dtype;
-    finite unless ``finite=False`` (a caller that screens x itself)."""
+    x finite unless ``finite=False``, weight unless ``finite_weight=False`` (a caller that
+    screens them itself)."""
     stride, padding, dilation, groups = geometry
     lead = 1 if per_sample else 0
     check_float_array(x, "x", ndim=4, finite=finite)
-    check_float_array(weight, "weight", ndim=4 + lead)
+    check_float_array(weight, "weight", ndim=4 + lead, finite=finite_weight)
     check_same_dtype(x=x, weight=weight, bias=bias)
     n, c_in, height, width = x.shape
     if n == 0 or height == 0 or width == 0:

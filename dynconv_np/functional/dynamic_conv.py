@@ -16,8 +16,11 @@ convolution and through the attention branch), so its gradient is the sum of bot
 
 The public pair checks every argument once and screens x and dy for NaN/inf through sums the
 computation makes anyway (the pooled means of x; the bias gradient, i.e. per-plane sums of dy:
-``check_finite_via``); the private ``_dynamic_conv2d_forward`` / ``_backward`` below are the
-math and nothing else.
+``check_finite_via``), and the K kernels, when the batch has fewer than K samples, through the
+per-sample kernels W_n it forms anyway (pi > 0, and a NaN or inf times a weight of pi is NaN or
+inf, so W_n is finite exactly when the K kernels are: a quarter of the reading at batch 1,
+K = 4); the private ``_dynamic_conv2d_forward`` / ``_backward`` below are the math and nothing
+else.
 """
 import numpy as np
 
@@ -27,8 +30,9 @@ from .attention import (ATTENTION_PARAMS, _attention_backward, _attention_forwar
 from .conv import _conv_backward, _conv_forward, check_conv_args, conv_geometry
 from .output_mixing import _mixed_outputs_backward, _mixed_outputs_forward
 from .pooling import _add_global_avg_pool_grad, _global_avg_pool_forward
-from .._validation import (check_finite_via, screened_backward, check_float_array, check_same_dtype,
-                           check_shape, check_temperature, check_upstream, stage_cache)
+from .._validation import (check_finite, check_finite_through, check_finite_via,
+                           check_float_array, check_same_dtype, check_shape, check_temperature,
+                           check_upstream, is_host_array, screened_backward, stage_cache)
 from ..backends import DEFAULT_BACKEND, check_placement, get_backend, runs_on_device
 from ..backends.geometry import conv_output_shape
 
@@ -62,12 +66,26 @@ def dynamic_conv2d_backward(dy, cache):
 
 def _screened_forward(x, params, tau, geometry, module):
     """``_dynamic_conv2d_forward`` with x screened for NaN/inf through its pooled means (a NaN
-    or inf in a plane makes its mean one); raises, naming the first bad element, before the
-    caller keeps anything, and without NumPy warnings first."""
+    or inf in a plane makes its mean one) and the kernels through W_n or directly
+    (``_screen_kernels``); raises, naming the first bad element, before the caller keeps
+    anything, and without NumPy warnings first."""
     with np.errstate(invalid="ignore", over="ignore"):
         y, cache = _dynamic_conv2d_forward(x, params, tau, geometry, module)
     check_finite_via(x, "x", cache["pooled"], "mean")
+    _screen_kernels(params["weight"], x.shape[0], cache)
     return y, cache
+
+
+def _screen_kernels(weight, n, cache):
+    """The K kernels (host arrays) screened for NaN/inf: through the N per-sample kernels W_n
+    when N < K and the layer formed them, else directly."""
+    if not is_host_array(weight):
+        return
+    if cache["mixed_outputs"] or n >= weight.shape[0]:
+        check_finite(weight, "weight")
+    else:
+        check_finite_through(weight, "weight", cache["stages"][3]["w"],
+                             "the per-sample kernels W_n = sum_k pi_k W_k")
 
 
 def _screened_backward(dy, cache):
@@ -79,23 +97,23 @@ def _screened_backward(dy, cache):
 def check_dynamic_conv_params(params, x, geometry, module):
     """Every parameter, once, by name: weight (K, C_out, C_in/groups, kh, kw), bias (K, C_out),
     finite, of x's dtype, where ``module`` (the backend) can read them, and the attention's FCs
-    for C_in = x.shape[1] inputs and K outputs; x against the kernels and the geometry (x's
-    values are screened through its pooled means). Kernels on a device (backend "cuda") are
-    checked by shape and dtype only."""
+    for C_in = x.shape[1] inputs and K outputs; x against the kernels and the geometry (the
+    values of x and of the kernels are screened by ``_screened_forward``). Kernels on a device
+    (backend "cuda") are checked by shape and dtype only."""
     if not isinstance(params, dict) or "weight" not in params:
         raise TypeError(f"params must be a dict holding at least 'weight' and the attention "
                         f"parameters {ATTENTION_PARAMS}; received "
                         f"{sorted(params) if isinstance(params, dict) else type(params).__name__}")
     check_placement(module, x=x, weight=params["weight"], bias=params.get("bias"))
     check_float_array(x, "x", ndim=4, finite=False)
-    weight = check_float_array(params["weight"], "weight", ndim=5)
+    weight = check_float_array(params["weight"], "weight", ndim=5, finite=False)  # screened
     num_kernels, c_out = weight.shape[:2]
     bias = params.get("bias")
     if bias is not None:
         check_shape(check_float_array(bias, "bias", ndim=2), "bias", (num_kernels, c_out))
     check_same_dtype(x=x, weight=weight, bias=bias)
     check_conv_args(x, weight[0], None if bias is None else bias[0], geometry, per_sample=False,
-                    finite=False)
+                    finite=False, finite_weight=False)
     check_attention_params(params, x.shape[1], num_kernels, np.dtype(x.dtype))
 
 

@@ -31,7 +31,7 @@ from ._attention_state import AttentionState, Temperature
 from .conv import ConvArgs
 from .init import make_rng, uniform_fan_in
 from .module import Module, check_bias_flag, check_layer_input, layer_dtype
-from .._validation import check_positive_int, check_real
+from .._validation import check_finite, check_positive_int, check_real, is_host_array
 from ..backends import DEFAULT_BACKEND, get_backend, to_device, to_host
 from ..functional.aggregation import _aggregate_kernels_forward
 from ..functional.conv import _conv_forward
@@ -122,6 +122,8 @@ class DynamicConv2d(ConvArgs, _DynamicBase):
         if self.training:
             raise RuntimeError("attention_override is a diagnostic for eval mode (model.eval()); "
                                "no backward is defined through a replaced attention")
+        if is_host_array(self.params["weight"]):
+            check_finite(self.params["weight"], "weight")  # (the forward screens it via W_n)
         pi = _dynamic_kernels(x, self.params, self.temperature, self._backend)[2]
         pi = np.ascontiguousarray(self.attention_override(pi), dtype=self.dtype)
         if pi.shape != (x.shape[0], self.num_kernels) or not np.all(np.isfinite(pi)):

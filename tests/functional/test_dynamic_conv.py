@@ -345,6 +345,22 @@ def test_a_non_finite_x_is_named_by_its_element(backend, bad):
             dynamic_conv2d_forward(x, params, 1.0, padding=1, backend=backend)
 
 
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+@pytest.mark.parametrize("n, size", [(1, 5), (2, 5), (5, 5), (2, 1)])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_non_finite_kernel_is_named_by_its_element(backend, n, size, bad):
+    """Every route of the screen of the K = 3 kernels: through W_n (N < K), directly (N >= K),
+    and directly where small maps mix outputs (1 x 1 input); the error names the element."""
+    config = dict(n=n, in_channels=2, out_channels=3, kernel=(3, 3), groups=1, bias=True,
+                  size=(size, size))
+    rng = np.random.default_rng(0)
+    x, params = _x(rng, config), _params(rng, config, 3, 4)
+    params["weight"][2, 1, 0, 2, 1] = bad
+    with pytest.raises(ValueError, match=r"weight contains 1 non-finite value\(s\); the first "
+                       rf"is {bad} at index \(2, 1, 0, 2, 1\)"):
+        dynamic_conv2d_forward(x, params, 1.0, padding=1, backend=backend)
+
+
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 def test_a_finite_x_whose_plane_mean_overflows_is_rejected():
     """float32 values near the largest float sum to inf: the attention would turn that into
