@@ -81,9 +81,9 @@ def _products(gemm, a, transpose_a, b, c, rows_per_block):
         r0 = block * rows_per_block
         r1 = min(n_rows, r0 + rows_per_block)
         if transpose_a:
-            matmul(gemm, a[g, :, r0:r1], True, b[g], False, c[g, r0:r1])
+            matmul(gemm, a[g, :, r0:r1], True, b[g], False, c[g, r0:r1], False)
         else:
-            matmul(gemm, a[g, r0:r1], False, b[g], False, c[g, r0:r1])
+            matmul(gemm, a[g, r0:r1], False, b[g], False, c[g, r0:r1], False)
 
 
 @njit(cache=True, parallel=True)
@@ -95,7 +95,7 @@ def _weight_products(gemm, dy_cols, cols, dw, rows_per_block):
         g, block = unit // n_blocks, unit % n_blocks
         r0 = block * rows_per_block
         r1 = min(n_rows, r0 + rows_per_block)
-        matmul(gemm, dy_cols[g, r0:r1], False, cols[g], True, dw[g, r0:r1])
+        matmul(gemm, dy_cols[g, r0:r1], False, cols[g], True, dw[g, r0:r1], False)
 
 
 @njit(cache=True, parallel=True)

@@ -24,7 +24,8 @@ import functools
 import os
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
@@ -94,10 +95,19 @@ def cblas_gemm(dtype):
 
 
 @njit(cache=True)
+def _np_dot_into(a, transpose_a, b, transpose_b, c, accumulate):
+    """``matmul`` through ``np.dot`` (no CBLAS found)."""
+    product = _np_dot(a, transpose_a, b, transpose_b)
+    for i in range(c.shape[0]):
+        for j in range(c.shape[1]):
+            c[i, j] = c[i, j] + product[i, j] if accumulate else product[i, j]
+
+
+@njit(cache=True)
 def _np_dot(a, transpose_a, b, transpose_b):
-    """op(a) @ op(b) through ``np.dot``, one call per layout (so each is typed contiguous);
-    blocks of columns are copied first."""
-    a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+    """op(a) @ op(b) through ``np.dot``, on contiguous copies (blocks of columns are not), one
+    call per layout (so each is typed contiguous)."""
+    a, b = _copy(a), _copy(b)
     if transpose_a and transpose_b:
         return np.dot(a.T, b.T)
     if transpose_a:
@@ -108,23 +118,44 @@ def _np_dot(a, transpose_a, b, transpose_b):
 
 
 @njit(cache=True)
-def matmul(gemm, a, transpose_a, b, transpose_b, c, accumulate=False):
+def _copy(m):
+    """A C-contiguous copy of a 2-D array, by loops (cheap to compile)."""
+    out = np.empty(m.shape, m.dtype)
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            out[i, j] = m[i, j]
+    return out
+
+
+@njit(cache=True)
+def matmul(gemm, a, transpose_a, b, transpose_b, c, accumulate):
     """c = op(a) @ op(b), or c += op(a) @ op(b) with ``accumulate``; op(m) = m.T if its flag is
     set, else m.
 
     a, b and c are 2-D arrays of one dtype whose rows are contiguous (C-contiguous arrays, or
     blocks of columns of them: the row pitch is read from the strides). ``gemm`` comes from
-    ``cblas_gemm``;
-    when it is None (no CBLAS found) the product goes through ``np.dot`` instead (the branch
-    not taken is removed when compiling, since None has its own type).
+    ``cblas_gemm``; when it is None (no CBLAS found) the product goes through ``np.dot``
+    instead. Which of the two is chosen by the type of ``gemm`` when compiling (``_product``),
+    so a kernel compiles only the one it uses: an ``if gemm is None`` branch here would be
+    compiled into every kernel (Numba does not prune it), seconds of a cold start.
     """
-    if gemm is None:
-        product = _np_dot(a, transpose_a, b, transpose_b)
-        if accumulate:
-            c += product
-        else:
-            c[...] = product
-        return
+    _product(gemm, a, transpose_a, b, transpose_b, c, accumulate)
+
+
+def _product(gemm, a, transpose_a, b, transpose_b, c, accumulate):
+    """``matmul``'s two implementations, chosen by ``_choose_product`` (jitted code only)."""
+    raise NotImplementedError("_product is called from jitted code only")
+
+
+@overload(_product)
+def _choose_product(gemm, a, transpose_a, b, transpose_b, c, accumulate):
+    if isinstance(gemm, types.NoneType):
+        return lambda gemm, a, transpose_a, b, transpose_b, c, accumulate: _np_dot_into(
+            a, transpose_a, b, transpose_b, c, accumulate)
+    return _cblas_product
+
+
+def _cblas_product(gemm, a, transpose_a, b, transpose_b, c, accumulate):
     rows, cols = c.shape
     inner = a.shape[0] if transpose_a else a.shape[1]
     gemm(_ROW_MAJOR, _TRANS if transpose_a else _NO_TRANS, _TRANS if transpose_b else _NO_TRANS,

@@ -75,9 +75,9 @@ def _forward(gemm, planes, w, b, y, cols_buf, prod_buf, taps, pitch, rows_per_bl
         _im2col(cols, planes[n, g], taps, np.uintp(h0 * pitch))
         product = prod_buf[thread, :n_out * positions]
         if transposed:
-            matmul(gemm, cols, True, w[wn, g], True, product.reshape(positions, n_out))
+            matmul(gemm, cols, True, w[wn, g], True, product.reshape(positions, n_out), False)
         else:
-            matmul(gemm, w[wn, g], False, cols, False, product.reshape(n_out, positions))
+            matmul(gemm, w[wn, g], False, cols, False, product.reshape(n_out, positions), False)
         for o in range(n_out):
             target = y[n, g, o].reshape(out_h * out_w)
             for h in range(h0, h1):
@@ -124,9 +124,10 @@ def _backward(gemm, dy, planes, w, dx, dw_slots, cols_buf, dy_buf, plane_buf, ta
             image_onto_grid(dy[n, g, o], dy_grid[o], pitch)
         if unit % kinds == 1:
             _im2col(cols, planes[n, g], taps, np.uintp(0))
-            matmul(gemm, dy_grid, False, cols, True, dw_slots[n, g])  # the unit owns dW[n, g]
+            # the unit owns dW[n, g]
+            matmul(gemm, dy_grid, False, cols, True, dw_slots[n, g], False)
         else:
-            matmul(gemm, w[wn, g], True, dy_grid, False, cols)
+            matmul(gemm, w[wn, g], True, dy_grid, False, cols, False)
             for c in range(c_group):
                 plane = plane_buf[thread, c]
                 flat = plane.reshape(plane.size)

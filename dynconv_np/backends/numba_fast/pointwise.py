@@ -51,7 +51,7 @@ def _forward(gemm, x, w, b, y, rows_per_block, columns_per_block):
         p0 = block % column_blocks * columns_per_block
         p1 = min(positions, p0 + columns_per_block)
         out = y[n, g, o0:o1, p0:p1]
-        matmul(gemm, w[wn, g, o0:o1], False, x[n, g, :, p0:p1], False, out)
+        matmul(gemm, w[wn, g, o0:o1], False, x[n, g, :, p0:p1], False, out, False)
         for o in range(o1 - o0):
             bias = b[wn, g, o0 + o]
             for p in range(p1 - p0):
@@ -68,9 +68,10 @@ def _backward(gemm, dy, x, w, dx, dw_parts, weight_units):
     for unit in prange(kinds * n_batch * n_groups):
         n, g = unit // kinds // n_groups, unit // kinds % n_groups
         if unit % kinds == 1:
-            matmul(gemm, dy[n, g], False, x[n, g], True, dw_parts[n, g])
+            matmul(gemm, dy[n, g], False, x[n, g], True, dw_parts[n, g], False)
         else:
-            matmul(gemm, w[n if w.shape[0] > 1 else 0, g], True, dy[n, g], False, dx[n, g])
+            wn = n if w.shape[0] > 1 else 0
+            matmul(gemm, w[wn, g], True, dy[n, g], False, dx[n, g], False)
 
 
 @njit(cache=True, parallel=True)
