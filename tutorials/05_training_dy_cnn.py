@@ -39,7 +39,7 @@
 # that neither net fits its training set.
 #
 # **Backend.** `"numba"`, the library's default: on 8 x 8 images every call is tiny, and the
-# engine runs such calls on one thread, about 20 % faster per step than the NumPy reference
+# engine runs such calls on one thread, 15-25 % faster per step than the NumPy reference
 # (`"numpy"`). Its first use in a fresh environment compiles the kernels (a line on stderr
 # says so; `python -m dynconv_np warmup` does it ahead, e.g. before a lesson).
 

@@ -34,10 +34,10 @@ Defaults, and why (the sweep behind them: ``python -m dynconv_np demo --sweep``)
   (57-63 s measured, with other work on the machine).
 * backend "numba", the library's default: on 8 x 8 images in batches of 32 every call is tiny,
   and the engine runs such calls on one thread. Measured on 2 cores, one run of 20 epochs
-  takes 1.8 s (static) and 2.4 s (dynamic) against 2.3 s and 3.1 s on the NumPy reference
-  (``--backend numpy``); the first run in a fresh environment also compiles the kernels (about
-  12 s, announced on stderr; ``python -m dynconv_np warmup`` compiles them ahead), so the
-  first demo takes as long as on NumPy (58 s both) and later ones 45 s.
+  takes 1.9 s (static) and 2.3 s (dynamic) against 2.2 s and 3.0 s on the NumPy reference
+  (``--backend numpy``): the whole demo 48 s against 58 s. The first run in a fresh
+  environment also compiles the kernels (announced on stderr; ``python -m dynconv_np warmup``
+  compiles them ahead), which makes the first demo 64 s.
 """
 import argparse
 import sys
