@@ -14,7 +14,7 @@ reference function evaluated on |inputs|. A wrong index or a missed term changes
 the order of that scale itself.
 """
 import numpy as np
-from hypothesis import strategies as st
+from hypothesis import assume, strategies as st
 
 from dynconv_np.backends import reference
 
@@ -115,3 +115,21 @@ def large_image_configs(draw, c_group):
                 dilation=(1, draw(st.integers(1, 2))), groups=groups,
                 size=(draw(st.integers(17, 40)), draw(st.integers(5, 40))),
                 bias=draw(st.booleans()))
+
+
+@st.composite
+def small_map_geometry(draw, max_positions, max_stride=3, max_side=7):
+    """(kernel, stride, padding, dilation, size) of a convolution with at most
+    ``max_positions`` output positions: every stride, padding and dilation, and taps that fall
+    outside the image."""
+    kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    stride = (draw(st.integers(1, max_stride)), draw(st.integers(1, max_stride)))
+    padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    size = tuple(draw(st.integers(max(1, (k - 1) * d + 1 - 2 * p), max_side))
+                 for k, d, p in zip(kernel, dilation, padding))
+    out = [(s + 2 * p - (k - 1) * d - 1) // st_ + 1
+           for s, p, k, d, st_ in zip(size, padding, kernel, dilation, stride)]
+    assume(out[0] * out[1] <= max_positions)
+    return kernel, stride, padding, dilation, size
+

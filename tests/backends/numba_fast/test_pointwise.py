@@ -32,20 +32,6 @@ def test_conv2d_matches_reference_on_the_pointwise_path(c, per_sample, dtype, se
     check_conv(numba_fast, c, per_sample, dtype, seed)
 
 
-@settings(max_examples=10)
-@given(c=pointwise_configs(), per_sample=st.booleans(), dtype=DTYPES,
-       seed=st.integers(0, 2**32 - 1))
-def test_pointwise_path_without_cblas_uses_np_dot(c, per_sample, dtype, seed):
-    """With no CBLAS gemm (NumPy linked to another BLAS) the same kernels go through np.dot,
-    also on the blocks of output channels."""
-    original = blas.cblas_gemm
-    pointwise.cblas_gemm = lambda dtype: None
-    try:
-        check_conv(numba_fast, c, per_sample, dtype, seed)
-    finally:
-        pointwise.cblas_gemm = original
-
-
 @pytest.mark.parametrize("shape, stride, padding, expected", [
     ((1, 4, 3, 1, 1), (1, 1), (0, 0), True),
     ((1, 4, 1, 1, 1), (1, 1), (0, 0), False),   # depthwise: C_in/groups = 1
@@ -102,13 +88,15 @@ def test_conv2d_matches_reference_on_blocks_of_rows_and_columns(c, per_sample, d
     check_conv(numba_fast, c, per_sample, dtype, seed)
 
 
-@settings(max_examples=5)
-@given(c=single_large_image_configs(), dtype=DTYPES, seed=st.integers(0, 2**32 - 1))
-def test_blocks_of_columns_without_cblas_use_np_dot(c, dtype, seed):
-    """The np.dot fallback on blocks of columns (copied contiguous first)."""
+@settings(max_examples=10)
+@given(c=st.one_of(pointwise_configs(), single_large_image_configs()), per_sample=st.booleans(),
+       dtype=DTYPES, seed=st.integers(0, 2**32 - 1))
+def test_pointwise_path_without_cblas_uses_np_dot(c, per_sample, dtype, seed):
+    """With no CBLAS gemm (NumPy linked to another BLAS) the same kernels go through np.dot,
+    also on blocks of rows and of columns (copied contiguous first)."""
     original = blas.cblas_gemm
     pointwise.cblas_gemm = lambda dtype: None
     try:
-        check_conv(numba_fast, c, True, dtype, seed)
+        check_conv(numba_fast, c, per_sample, dtype, seed)
     finally:
         pointwise.cblas_gemm = original
