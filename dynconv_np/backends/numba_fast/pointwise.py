@@ -11,13 +11,13 @@ P = H W, and y[n, g] (Cog, P) is already the product's layout, so (dilation play
 The layers of MobileNets are mostly of this kind. Work units own what they write: the forward
 splits each (sample, group) into blocks of output channels and of positions when there are too
 few pairs to keep the threads busy (``planes.block_shape``; a block of columns of x[n, g] and
-y[n, g] is read with its row pitch); the
-backward has an input-gradient unit per (sample, group) and, as ``gemm.py``, either a
-weight-gradient unit per (sample, group), whose parts the caller sums in sample order, or, for
-a kernel shared by the batch on small maps (``planes.sums_batch_in_kernel``), units of output
-channels that add the samples' products in order.
+y[n, g] is read with its row pitch); the backward has an input-gradient unit per (sample,
+group) and, as ``gemm.py``, either a weight-gradient unit per (sample, group), whose parts the
+caller sums in sample order, or, for a kernel shared by the batch whose per-sample parts would
+outweigh dy and x (``planes.sums_batch_in_kernel``), units of output channels that add the
+samples' products in order. (A shared kernel on maps of at most 16 positions takes
+``batched.py`` instead.)
 """
-import numba
 import numpy as np
 from numba import njit, prange
 

@@ -1,7 +1,6 @@
 """The batched path (``numba_fast/batched.py``: a kernel shared by the batch on maps of at most
 BATCHED_UP_TO output positions, C_in/groups > 1) against the reference: every stride, padding
 and dilation, taps outside the image, groups, 1 x 1 kernels."""
-import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
