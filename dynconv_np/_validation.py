@@ -36,7 +36,8 @@ def check_float_array(a, name, ndim=None, finite=True, host=False):
     only, since reading their values would cost a host round trip; ``host=True`` (a stage that
     computes with NumPy only) refuses them, naming ``name``.
     """
-    if type(a) is np.ndarray and a.dtype.char in "fd" and (ndim is None or a.ndim == ndim):
+    if (type(a) is np.ndarray and a.dtype.char in "fd" and a.dtype.isnative
+            and (ndim is None or a.ndim == ndim)):
         if finite:  # the common case, tested first: a layer checks a dozen arrays a call
             check_finite(a, name)
         return a

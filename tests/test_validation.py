@@ -77,6 +77,18 @@ def test_check_finite_via_screens_through_the_reduction_and_names_the_element():
         v.check_finite_via(huge, "dy", sums, "sum")
 
 
+@pytest.mark.parametrize("dtype", [">f4", ">f8"] if np.little_endian else ["<f4", "<f8"])
+def test_floats_of_the_other_byte_order_are_refused_by_name(dtype):
+    """Non-native float32/float64 are not the float32/float64 the kernels compile for."""
+    with pytest.raises(TypeError, match=rf"x must have dtype float32 or float64; received "
+                                        rf"{np.dtype(dtype)}"):
+        v.check_float_array(np.zeros((2, 3), dtype), "x", ndim=2)
+    from dynconv_np.functional import conv2d_forward
+    with pytest.raises(TypeError, match=r"x must have dtype float32 or float64"):
+        conv2d_forward(np.zeros((1, 2, 4, 4), dtype), np.zeros((3, 2, 3, 3), dtype),
+                       backend="numba")
+
+
 def test_check_finite_through_judges_by_the_derived_array_and_names_the_element():
     weight = np.ones((3, 2, 2), np.float32)
     v.check_finite_through(weight, "weight", weight.sum(axis=0), "the mix")
