@@ -6,8 +6,8 @@
     y[n]   = conv2d(x[n], W_n) + b_n                             per-sample convolution
 
 On maps of at most MIX_OUTPUTS_UP_TO output positions (not depthwise) the last two steps run
-associated the other way, y[n] = sum_k pi[n, k] conv2d(x[n], W_k) + b_n (``output_mixing.py``: the same
-function, cheaper there, and no per-sample kernels), on host backends.
+associated the other way, y[n] = sum_k pi[n, k] conv2d(x[n], W_k) + b_n, on host backends
+(``output_mixing.py``: the same function, cheaper there, and no per-sample kernels).
 
 The backward pass walks the same path in reverse. x reaches the loss along two paths (through the
 convolution and through the attention branch), so its gradient is the sum of both:

@@ -13,10 +13,9 @@ thread pools spin against each other.
 """
 import numpy as np
 
-from ..backends.blas_threads import single_threaded_blas
-
 from .._validation import (check_float_array, check_same_dtype, check_shape, check_upstream,
                            stage_cache)
+from ..backends.blas_threads import single_threaded_blas
 
 
 def linear_forward(x, weight, bias=None):

@@ -71,31 +71,18 @@ def _col2im_add(dcols, dx, n, kh, kw, stride, padding, dilation, out_w):
 
 
 @njit(cache=True, parallel=True)
-def _products(gemm, a, transpose_a, b, c, rows_per_block):
-    """c[g] = op(a[g]) @ b[g] (op: transpose when ``transpose_a``), one (group, block of rows
-    of c) per unit. a (G, M, K), or (G, K, M) when ``transpose_a``; b (G, K, N); c (G, M, N)."""
+def _products(gemm, a, transpose_a, b, transpose_b, c, rows_per_block):
+    """c[g] = op(a[g]) @ op(b[g]) (op: transpose where its flag is set), one (group, block of
+    rows of c) per unit. a (G, M, K), or (G, K, M) when ``transpose_a``; b (G, K, N), or
+    (G, N, K) when ``transpose_b``; c (G, M, N)."""
     n_groups, n_rows = c.shape[0], c.shape[1]
     n_blocks = (n_rows + rows_per_block - 1) // rows_per_block
     for unit in prange(n_groups * n_blocks):
         g, block = unit // n_blocks, unit % n_blocks
         r0 = block * rows_per_block
         r1 = min(n_rows, r0 + rows_per_block)
-        if transpose_a:
-            matmul(gemm, a[g, :, r0:r1], True, b[g], False, c[g, r0:r1], False)
-        else:
-            matmul(gemm, a[g, r0:r1], False, b[g], False, c[g, r0:r1], False)
-
-
-@njit(cache=True, parallel=True)
-def _weight_products(gemm, dy_cols, cols, dw, rows_per_block):
-    """dw[g, rows] = dy_cols[g, rows] @ cols[g]^T, one (group, block of rows) per unit."""
-    n_groups, n_rows = dw.shape[0], dw.shape[1]
-    n_blocks = (n_rows + rows_per_block - 1) // rows_per_block
-    for unit in prange(n_groups * n_blocks):
-        g, block = unit // n_blocks, unit % n_blocks
-        r0 = block * rows_per_block
-        r1 = min(n_rows, r0 + rows_per_block)
-        matmul(gemm, dy_cols[g, r0:r1], False, cols[g], True, dw[g, r0:r1], False)
+        rows_of_a = a[g, :, r0:r1] if transpose_a else a[g, r0:r1]
+        matmul(gemm, rows_of_a, transpose_a, b[g], transpose_b, c[g, r0:r1], False)
 
 
 @njit(cache=True, parallel=True)
@@ -145,7 +132,7 @@ def conv_forward(x, w, b, y, stride, padding, dilation, groups):
     kernels = w.reshape(groups, c_out // groups, depth)
     with single_threaded_blas():
         _im2col(x, cols, *_geometry_args(w, stride, padding, dilation, out_w))
-        _products(cblas_gemm(x.dtype), kernels, False, cols, product,
+        _products(cblas_gemm(x.dtype), kernels, False, cols, False, product,
                   block_shape(c_out // groups, n * positions, groups)[0])
     _from_batch_columns(product, b[0], y.reshape(n, c_out, positions))
 
@@ -164,9 +151,9 @@ def conv_backward(dy, x, w, dx, stride, padding, dilation, groups):
     with single_threaded_blas():
         _im2col(x, cols, *geometry)
         _to_batch_columns(dy.reshape(n, c_out, positions), dy_cols)
-        _weight_products(gemm, dy_cols, cols, dw[0],
-                         block_shape(c_out // groups, depth, groups)[0])
-        _products(gemm, w.reshape(groups, c_out // groups, depth), True, dy_cols, dcols,
+        _products(gemm, dy_cols, False, cols, True, dw[0],
+                  block_shape(c_out // groups, depth, groups)[0])
+        _products(gemm, w.reshape(groups, c_out // groups, depth), True, dy_cols, False, dcols,
                   block_shape(depth, n * positions, groups)[0])
     _col2im_batch(dcols, dx, *geometry)
     return dw
